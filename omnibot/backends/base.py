@@ -1,0 +1,133 @@
+"""The interfaces every queue and cache backend implements.
+
+Each backend gives the same guarantees: a message leaves the queue only
+after it was acknowledged or dead-lettered; a leased message whose worker
+died is delivered again once its visibility timeout has passed; after
+``max_attempts`` failed deliveries it moves to the dead-letter store.
+"""
+
+import abc
+import dataclasses
+import typing
+
+
+@dataclasses.dataclass
+class Delivery:
+    """One leased message handed to a worker.
+
+    Attributes:
+        id: The backend's message id (stable across redeliveries).
+        body: The JSON-serialisable dict given to :meth:`Queue.put`.
+        attempts: How many times the message has been delivered, this one included.
+        receipt: Backend-private data needed to ack or fail this lease.
+    """
+
+    id: str
+    body: dict
+    attempts: int
+    receipt: typing.Any = None
+
+
+@dataclasses.dataclass
+class DeadLetter:
+    """A message that failed ``max_attempts`` times."""
+
+    id: str
+    body: dict
+    attempts: int
+    error: str
+    failed_at: float
+
+
+class Queue(abc.ABC):
+    """A durable at-least-once work queue shared by web processes and workers."""
+
+    @abc.abstractmethod
+    def put(self, body: dict) -> str:
+        """Store ``body`` durably and return its message id."""
+
+    @abc.abstractmethod
+    def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
+        """Lease the next ready message, waiting up to ``timeout`` seconds; None when none came."""
+
+    @abc.abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """Remove a processed message for good."""
+
+    @abc.abstractmethod
+    def fail(self, delivery: Delivery, error: str) -> bool:
+        """Record a failed attempt.
+
+        The message is delivered again after an exponential backoff, or moved
+        to the dead-letter store once ``attempts`` reached ``max_attempts``.
+
+        Returns:
+            True when the message was dead-lettered.
+        """
+
+    @abc.abstractmethod
+    def depth(self) -> int:
+        """Return how many messages wait or are leased (dead letters excluded)."""
+
+    @abc.abstractmethod
+    def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
+        """List dead letters, oldest first."""
+
+    @abc.abstractmethod
+    def dead_letter(self, message_id: str) -> typing.Optional[DeadLetter]:
+        """Return one dead letter, or None when the id is unknown."""
+
+    @abc.abstractmethod
+    def replay(self, message_id: str) -> bool:
+        """Put a dead letter back on the queue with its attempts reset; False when unknown."""
+
+    @abc.abstractmethod
+    def purge_dead_letters(self, older_than: float) -> int:
+        """Delete dead letters that failed more than ``older_than`` seconds ago; return the count."""
+
+    def close(self) -> None:
+        """Release connections; the default does nothing."""
+
+
+class Cache(abc.ABC):
+    """A shared key-value store with expiry and locks.
+
+    Holds the Slack data cache, de-duplication keys, and the watcher's locks
+    and last-run marks. Values are strings; callers encode JSON themselves.
+    """
+
+    @abc.abstractmethod
+    def get(self, key: str) -> typing.Optional[str]:
+        """Return the value of ``key``, or None when it is missing or expired."""
+
+    @abc.abstractmethod
+    def get_many(self, keys: typing.Sequence[str]) -> typing.List[typing.Optional[str]]:
+        """Return the values of ``keys`` in order, None for each missing one."""
+
+    @abc.abstractmethod
+    def set(self, key: str, value: str, ttl: typing.Optional[float] = None) -> None:
+        """Store ``value`` under ``key``, expiring after ``ttl`` seconds when given."""
+
+    @abc.abstractmethod
+    def set_many(self, items: typing.Mapping[str, str], ttl: typing.Optional[float] = None) -> None:
+        """Store several keys in one round trip."""
+
+    @abc.abstractmethod
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        """Store ``value`` only when ``key`` is absent; True when it was stored (atomic)."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` when present."""
+
+    @abc.abstractmethod
+    def lock(self, name: str, timeout: float) -> typing.ContextManager[bool]:
+        """Return a context manager that tries once to take the named lock.
+
+        It yields True when this caller holds the lock and False when another
+        holder has it. The lock expires after ``timeout`` seconds, so a holder
+        that died does not keep it forever.
+        """
+
+    def close(self) -> None:
+        """Release connections; the default does nothing."""

@@ -1,0 +1,142 @@
+"""Queue and cache backends, selected by URL (``sqlite:///path`` or ``redis://host:port/db``).
+
+The Redis modules are imported only when a Redis URL is given, so the
+embedded SQLite default works without touching redis-py.
+"""
+
+import logging
+import os
+import typing
+import urllib.parse
+
+from omnibot.backends.base import Cache, Queue
+from omnibot.backends.sqlite_cache import SqliteCache
+from omnibot.backends.sqlite_queue import SqliteQueue
+
+logger = logging.getLogger(__name__)
+
+_SQLITE_SCHEME = "sqlite"
+_REDIS_SCHEMES = ("redis", "rediss")
+_ACCEPTED_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, redis://host:port/db or rediss://host:port/db"
+
+
+def open_queue(
+    url: typing.Optional[str],
+    data_dir: str,
+    *,
+    visibility_timeout: float = 60,
+    max_attempts: int = 5,
+    backoff_base: float = 1.0,
+    backoff_max: float = 300.0,
+) -> Queue:
+    """Open the work queue named by ``url`` (the ``QUEUE_URL`` setting).
+
+    Args:
+        url: None or "" for the SQLite file ``<data_dir>/queue.db``,
+            ``sqlite:///relative.db`` (relative to the working directory),
+            ``sqlite:////absolute/path.db``, ``redis://host:port/db`` or ``rediss://...``.
+        data_dir: Directory of the default SQLite file; created when missing.
+        visibility_timeout: Seconds a leased message stays invisible to other workers.
+        max_attempts: Deliveries after which a failed message is dead-lettered.
+        backoff_base: Delay in seconds before the second delivery of a failed message.
+        backoff_max: Upper bound in seconds of the delay between deliveries.
+
+    Raises:
+        ValueError: When the URL scheme or a setting is not supported.
+    """
+    settings = dict(
+        visibility_timeout=visibility_timeout,
+        max_attempts=max_attempts,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+    )
+    scheme = _scheme("queue", url)
+
+    if scheme == _SQLITE_SCHEME:
+        path = _sqlite_path(url, data_dir, "queue.db")
+        logger.info("Queue backend: SQLite file %s", path)
+        return SqliteQueue(path, **settings)
+
+    from omnibot.backends.redis_connection import create_client, redact_url
+    from omnibot.backends.redis_queue import RedisQueue
+
+    logger.info("Queue backend: Redis at %s", redact_url(url))
+    return RedisQueue(create_client(url), **settings)
+
+
+def open_cache(url: typing.Optional[str], data_dir: str) -> Cache:
+    """Open the cache named by ``url`` (the ``CACHE_URL`` setting).
+
+    Args:
+        url: None or "" for the SQLite file ``<data_dir>/cache.db``; otherwise
+            a URL of the forms :func:`open_queue` accepts.
+        data_dir: Directory of the default SQLite file; created when missing.
+
+    Raises:
+        ValueError: When the URL scheme is not supported.
+    """
+    scheme = _scheme("cache", url)
+
+    if scheme == _SQLITE_SCHEME:
+        path = _sqlite_path(url, data_dir, "cache.db")
+        logger.info("Cache backend: SQLite file %s", path)
+        return SqliteCache(path)
+
+    from omnibot.backends.redis_cache import RedisCache
+    from omnibot.backends.redis_connection import create_client, redact_url
+
+    logger.info("Cache backend: Redis at %s", redact_url(url))
+    return RedisCache(create_client(url))
+
+
+def _scheme(kind: str, url: typing.Optional[str]) -> str:
+    if not url:
+        return _SQLITE_SCHEME
+
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme != _SQLITE_SCHEME and scheme not in _REDIS_SCHEMES:
+        # Only the scheme is shown, because the rest of the URL may contain a password.
+        raise ValueError(f"unsupported {kind} URL scheme {scheme!r}; use {_ACCEPTED_FORMS}")
+
+    return scheme
+
+
+def _sqlite_path(url: typing.Optional[str], data_dir: str, default_name: str) -> str:
+    """Return the database file of a sqlite URL and create its directory.
+
+    As in SQLAlchemy, the path is what follows ``sqlite:///``: ``sqlite:///q.db``
+    is relative to the working directory and ``sqlite:////var/q.db`` is absolute.
+    """
+    if not url:
+        path = os.path.join(data_dir, default_name)
+    else:
+        path = _path_of_sqlite_url(url)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    return os.path.abspath(path)
+
+
+def _path_of_sqlite_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+
+    if parts.netloc:
+        raise ValueError(
+            f"invalid SQLite URL {url!r}: it has a host part {parts.netloc!r}; "
+            "write sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+
+    if parts.query or parts.fragment:
+        raise ValueError(f"invalid SQLite URL {url!r}: query strings and fragments are not supported")
+
+    path = urllib.parse.unquote(parts.path[1:])
+    if not path:
+        raise ValueError(f"invalid SQLite URL {url!r}: the file path is missing")
+
+    if path == ":memory:":
+        raise ValueError(
+            f"invalid SQLite URL {url!r}: an in-memory database is private to one connection, "
+            "so workers and web processes could not share it; give a file path"
+        )
+
+    return path

@@ -1,0 +1,632 @@
+"""A durable work queue on Redis Streams with one consumer group, shared by any number of hosts.
+
+Keys of the queue ``NAME`` (every name carries the hash tag ``{NAME}``, so a
+Redis Cluster keeps them in one slot and the Lua scripts below may use them together):
+
+- ``omnibot:{NAME}:stream``: the stream of unprocessed messages, new or leased.
+  Acked entries are deleted, so its length is the backlog and it is never trimmed.
+- ``omnibot:{NAME}:delayed`` (sorted set, score = due time) and
+  ``omnibot:{NAME}:delayed_messages`` (hash): failed messages waiting for their backoff.
+- ``omnibot:{NAME}:dead_letters`` (hash) and ``omnibot:{NAME}:dead_letters_by_time``
+  (sorted set, score = failure time): the dead letters.
+
+A stream entry has one field, ``message``: the JSON object ``{"id", "body",
+"prior_attempts"}``. The attempt count of a delivery is ``prior_attempts``
+plus the entry's delivery count in the group's pending entries list (PEL).
+Re-adding a message after a backoff creates a new entry, so ``prior_attempts``
+carries the count over. Times in the sorted sets come from the Redis server's
+clock, so workers with skewed clocks agree on when a retry is due.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import typing
+import uuid
+
+import redis
+
+from omnibot.backends.base import DeadLetter, Delivery, Queue
+from omnibot.backends.redis_connection import describe_client, translate_errors
+from omnibot.backends.retry_policy import RetryPolicy
+from omnibot.errors import BackendUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Reads the Redis server clock as fractional seconds.
+_LUA_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+"""
+
+# Acks, retries or dead-letters one leased entry, but only while the lease is
+# still the caller's. A lease is identified by consumer name and delivery
+# count, because XACK alone would also ack an entry that another consumer
+# re-claimed after the visibility timeout.
+# KEYS: stream, delayed, delayed_messages, dead_letters, dead_letters_by_time
+# ARGV: group, entry id, consumer, delivery count, outcome (ack|retry|dead),
+#       message id, payload to store, backoff seconds
+_SETTLE_SCRIPT = (
+    """
+local lease = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)[1]
+if not lease or lease[2] ~= ARGV[3] or lease[4] ~= tonumber(ARGV[4]) then
+    return 0
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[5] == 'ack' then
+    return 1
+end
+"""
+    + _LUA_NOW
+    + """
+if ARGV[5] == 'retry' then
+    redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
+    redis.call('ZADD', KEYS[2], string.format('%.6f', now + tonumber(ARGV[8])), ARGV[6])
+else
+    redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+    redis.call('ZADD', KEYS[5], string.format('%.6f', now), ARGV[6])
+end
+return 1
+"""
+)
+
+# Moves up to ARGV[1] due retries back to the stream. Running in one script
+# makes the move atomic, so two workers never both re-add one message.
+# Returns the seconds until the next retry is due as a string (Redis would
+# truncate a Lua number to an integer), or -1 when no retry waits.
+# KEYS: delayed, delayed_messages, stream
+_PROMOTE_SCRIPT = (
+    _LUA_NOW
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now), 'LIMIT', 0, tonumber(ARGV[1]))
+for _, id in ipairs(due) do
+    local payload = redis.call('HGET', KEYS[2], id)
+    if payload then
+        redis.call('XADD', KEYS[3], '*', 'message', payload)
+    end
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[1], id)
+end
+local next_retry = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #next_retry == 0 then
+    return '-1'
+end
+return string.format('%.6f', math.max(tonumber(next_retry[2]) - now, 0))
+"""
+)
+
+# Moves dead letter ARGV[1] back to the stream as ARGV[2]; 0 when it is gone.
+# KEYS: dead_letters, dead_letters_by_time, stream
+_REPLAY_SCRIPT = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+    return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], '*', 'message', ARGV[2])
+return 1
+"""
+
+# Deletes up to ARGV[2] dead letters that failed at least ARGV[1] seconds ago.
+# KEYS: dead_letters, dead_letters_by_time
+_PURGE_SCRIPT = (
+    _LUA_NOW
+    + """
+local cutoff = string.format('%.6f', now - tonumber(ARGV[1]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('ZREM', KEYS[2], id)
+end
+return #ids
+"""
+)
+
+# Deletes the group's consumers whose name starts with ARGV[2] and that hold
+# no pending entries. Checking and deleting in one script ensures that no
+# entry is read by a consumer between the check and the deletion, which would
+# drop it from the PEL and lose it.
+# KEYS: stream; ARGV: group, consumer name prefix
+_FORGET_CONSUMERS_SCRIPT = """
+local removed = 0
+for _, fields in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+    local info = {}
+    for i = 1, #fields, 2 do
+        info[fields[i]] = fields[i + 1]
+    end
+    if info['pending'] == 0 and string.sub(info['name'], 1, #ARGV[2]) == ARGV[2] then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+        removed = removed + 1
+    end
+end
+return removed
+"""
+
+# XAUTOCLAIM with COUNT 1 inspects at most 10 PEL entries per call (checked on Redis 7.0).
+# get() makes at most this many calls before it turns to new messages, and the
+# next get() continues the scan where this one stopped.
+_MAX_CLAIM_CALLS = 10
+
+# Retries moved back to the stream per get() call.
+_PROMOTE_BATCH = 100
+
+# Dead letters deleted per script call by purge_dead_letters().
+_PURGE_BATCH = 1000
+
+# Minimum seconds between two warnings about a long stream.
+_LENGTH_WARNING_INTERVAL = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamLease:
+    """The receipt of a :class:`Delivery` from :class:`RedisQueue`.
+
+    Attributes:
+        entry_id: The stream entry id, which changes when a retry re-adds the message.
+        consumer: The consumer that owns the entry in the PEL.
+        delivery_count: The entry's delivery count when it was leased.
+        message: The entry's ``message`` field, unchanged, so a retry stores
+            the original body even if the worker modified ``Delivery.body``.
+    """
+
+    entry_id: str
+    consumer: str
+    delivery_count: int
+    message: str
+
+
+class RedisQueue(Queue):
+    """A :class:`Queue` on a Redis stream with a consumer group (Redis 6.2 or later).
+
+    ``get`` first claims entries whose lease expired (XAUTOCLAIM with the
+    visibility timeout as minimum idle time), then reads new entries with
+    ``XREADGROUP ... BLOCK``. Consumers are named ``host-pid-thread``.
+
+    Args:
+        client: A client made by :func:`~omnibot.backends.redis_connection.create_client`;
+            it must decode responses to str.
+        name: The queue name, used as the hash tag of every key.
+        key_prefix: Prefix of every key.
+        group: The consumer group that the workers share.
+        visibility_timeout: Seconds a leased message stays invisible to other workers.
+        max_attempts: Deliveries after which a failed message is dead-lettered.
+        backoff_base: Delay in seconds before the second delivery of a failed message.
+        backoff_max: Upper bound in seconds of the delay between deliveries.
+        max_length_warning: Stream length above which ``put`` logs a warning,
+            at most once a minute. Nothing is dropped.
+        block_interval: Maximum seconds one blocking read waits before ``get``
+            checks again for expired leases and due retries. It must be
+            shorter than the client's socket timeout.
+
+    Raises:
+        ValueError: When a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        name: str = "queue",
+        key_prefix: str = "omnibot",
+        group: str = "omnibot-workers",
+        visibility_timeout: float = 60,
+        max_attempts: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
+        max_length_warning: int = 100_000,
+        block_interval: float = 1.0,
+    ):
+        self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
+        _check_block_interval(client, block_interval)
+
+        self.group = group
+        self.stream = f"{key_prefix}:{{{name}}}:stream"
+        self._delayed = f"{key_prefix}:{{{name}}}:delayed"
+        self._delayed_messages = f"{key_prefix}:{{{name}}}:delayed_messages"
+        self._dead_letters = f"{key_prefix}:{{{name}}}:dead_letters"
+        self._dead_letters_by_time = f"{key_prefix}:{{{name}}}:dead_letters_by_time"
+
+        self._client = client
+        self._location = describe_client(client)
+        self._max_length_warning = max_length_warning
+        self._block_interval = block_interval
+        self._group_ready = False
+        self._claim_cursor = "0-0"
+        self._next_length_warning = 0.0
+
+        self._settle_script = client.register_script(_SETTLE_SCRIPT)
+        self._promote_script = client.register_script(_PROMOTE_SCRIPT)
+        self._replay_script = client.register_script(_REPLAY_SCRIPT)
+        self._purge_script = client.register_script(_PURGE_SCRIPT)
+        self._forget_consumers_script = client.register_script(_FORGET_CONSUMERS_SCRIPT)
+
+    @property
+    def keys(self) -> typing.List[str]:
+        """Every Redis key this queue may create."""
+        return [self.stream, self._delayed, self._delayed_messages, self._dead_letters, self._dead_letters_by_time]
+
+    def put(self, body: dict) -> str:
+        """Append ``body`` to the stream as a new message and return its id.
+
+        One round trip sends XADD (never with MAXLEN, so nothing unprocessed is
+        dropped) and XLEN, to warn when the backlog exceeds ``max_length_warning``.
+        """
+        message_id = uuid.uuid4().hex
+        message = _encode_message(message_id, body, prior_attempts=0)
+
+        with translate_errors(self._location):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xadd(self.stream, {"message": message})
+            pipe.xlen(self.stream)
+            _, length = pipe.execute()
+
+        self._warn_if_long(length)
+        return message_id
+
+    def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
+        """Lease the next message, waiting up to ``timeout`` seconds.
+
+        Each round moves due retries back to the stream, then claims an entry
+        whose lease expired, then reads a new entry, blocking for at most
+        ``block_interval``. An entry whose lease expired after its last allowed
+        attempt is dead-lettered instead of being delivered.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        consumer = _consumer_name()
+
+        with translate_errors(self._location):
+            while True:
+                try:
+                    delivery = self._get_once(consumer, deadline - time.monotonic())
+                except redis.exceptions.ResponseError as exc:
+                    # The stream or its group was deleted, e.g. by hand.
+                    if not str(exc).startswith("NOGROUP"):
+                        raise
+                    logger.warning("Consumer group %s of stream %s is missing; creating it again", self.group, self.stream)
+                    self._group_ready = False
+                    delivery = None
+
+                if delivery is not None or time.monotonic() >= deadline:
+                    return delivery
+
+    def ack(self, delivery: Delivery) -> None:
+        """Delete the message (XACK and XDEL), unless another consumer has claimed it since."""
+        if not self._settle(delivery.receipt, "ack", delivery.id, "", 0.0):
+            _log_lost_lease("ack", delivery)
+
+    def fail(self, delivery: Delivery, error: str) -> bool:
+        """Schedule the message again after its backoff, or dead-letter it after its last attempt.
+
+        Returns:
+            True when the message was dead-lettered. False when it was
+            scheduled again, or when the lease had passed to another consumer,
+            in which case nothing changes.
+        """
+        # The lease, not the worker's Delivery object, is the source of the
+        # body and the attempt count, since a worker may modify the Delivery.
+        lease: StreamLease = delivery.receipt
+        original = json.loads(lease.message)
+        attempts = original["prior_attempts"] + lease.delivery_count
+        dead = self.policy.is_exhausted(attempts)
+
+        if dead:
+            record = _encode_dead_letter(delivery.id, original["body"], attempts, error)
+            settled = self._settle(lease, "dead", delivery.id, record, 0.0)
+        else:
+            delay = self.policy.backoff(attempts)
+            retry = _encode_message(delivery.id, original["body"], prior_attempts=attempts)
+            settled = self._settle(lease, "retry", delivery.id, retry, delay)
+
+        if not settled:
+            _log_lost_lease("fail", delivery)
+            return False
+
+        if dead:
+            logger.warning("Message %s moved to the dead letters after %d attempts", delivery.id, attempts)
+        else:
+            logger.info("Message %s failed attempt %d; it is delivered again in %.3g s", delivery.id, attempts, delay)
+
+        return dead
+
+    def depth(self) -> int:
+        """Return how many messages wait, are leased or wait for a retry (dead letters excluded)."""
+        with translate_errors(self._location):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xlen(self.stream)
+            pipe.zcard(self._delayed)
+            in_stream, delayed = pipe.execute()
+
+        return in_stream + delayed
+
+    def stats(self) -> typing.Dict[str, int]:
+        """Count the messages by state.
+
+        Returns:
+            A dict with ``ready``, ``leased``, ``delayed`` (waiting for the
+            backoff after a failure) and ``dead`` (dead letters). A message
+            whose lease expired counts as leased until a worker claims it.
+        """
+        with translate_errors(self._location):
+            self._ensure_group()
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xlen(self.stream)
+            pipe.xpending(self.stream, self.group)
+            pipe.zcard(self._delayed)
+            pipe.hlen(self._dead_letters)
+            in_stream, pending, delayed, dead = pipe.execute()
+
+        leased = pending["pending"]
+        return {"ready": in_stream - leased, "leased": leased, "delayed": delayed, "dead": dead}
+
+    def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
+        """List up to ``limit`` dead letters, oldest failure first."""
+        if limit <= 0:
+            return []
+
+        with translate_errors(self._location):
+            failures = self._client.zrange(self._dead_letters_by_time, 0, limit - 1, withscores=True)
+            if not failures:
+                return []
+            records = self._client.hmget(self._dead_letters, [message_id for message_id, _ in failures])
+
+        # A record can vanish between the two reads when another process purges or replays it.
+        return [
+            _decode_dead_letter(record, failed_at)
+            for (_, failed_at), record in zip(failures, records)
+            if record is not None
+        ]
+
+    def dead_letter(self, message_id: str) -> typing.Optional[DeadLetter]:
+        """Return the dead letter ``message_id``, or None when there is none."""
+        with translate_errors(self._location):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hget(self._dead_letters, message_id)
+            pipe.zscore(self._dead_letters_by_time, message_id)
+            record, failed_at = pipe.execute()
+
+        if record is None:
+            return None
+
+        return _decode_dead_letter(record, failed_at or 0.0)
+
+    def replay(self, message_id: str) -> bool:
+        """Move a dead letter back to the stream, keeping its id and resetting its attempts.
+
+        Returns:
+            False when ``message_id`` is not a dead letter.
+        """
+        with translate_errors(self._location):
+            record = self._client.hget(self._dead_letters, message_id)
+            if record is None:
+                return False
+
+            message = _encode_message(message_id, json.loads(record)["body"], prior_attempts=0)
+            replayed = self._replay_script(
+                keys=[self._dead_letters, self._dead_letters_by_time, self.stream],
+                args=[message_id, message],
+            )
+
+        if replayed:
+            logger.info("Dead letter %s replayed", message_id)
+
+        return bool(replayed)
+
+    def purge_dead_letters(self, older_than: float) -> int:
+        """Delete the dead letters that failed at least ``older_than`` seconds ago and return their count.
+
+        Raises:
+            ValueError: When ``older_than`` is negative.
+        """
+        if older_than < 0:
+            raise ValueError(f"older_than must be 0 seconds or more, got {older_than!r}")
+
+        purged = 0
+        with translate_errors(self._location):
+            while True:
+                deleted = self._purge_script(
+                    keys=[self._dead_letters, self._dead_letters_by_time],
+                    args=[older_than, _PURGE_BATCH],
+                )
+                purged += deleted
+                if deleted < _PURGE_BATCH:
+                    return purged
+
+    def close(self) -> None:
+        """Remove this process's consumers that hold no entries from the group, then close the client.
+
+        Without this, every restarted process would leave its consumer names
+        in the group for good.
+        """
+        prefix = f"{socket.gethostname()}-{os.getpid()}-"
+        try:
+            with translate_errors(self._location):
+                self._forget_consumers_script(keys=[self.stream], args=[self.group, prefix])
+        except redis.exceptions.ResponseError as exc:
+            # The stream or the group does not exist because nothing was ever read.
+            logger.debug("No consumers to remove from stream %s: %s", self.stream, exc)
+        except BackendUnavailable as exc:
+            # Closing must not fail; leftover consumer names only take a little memory.
+            logger.warning("Could not remove idle consumers from stream %s: %s", self.stream, exc)
+
+        self._client.close()
+
+    def _get_once(self, consumer: str, remaining: float) -> typing.Optional[Delivery]:
+        self._ensure_group()
+        next_retry = float(
+            self._promote_script(keys=[self._delayed, self._delayed_messages, self.stream], args=[_PROMOTE_BATCH])
+        )
+
+        delivery = self._claim_expired(consumer)
+        if delivery is not None:
+            return delivery
+
+        # Wake up in time to move the next retry to the stream.
+        wait = min(remaining, self._block_interval)
+        if next_retry >= 0:
+            wait = min(wait, next_retry)
+
+        return self._read_new(consumer, wait)
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+
+        # Start at id 0 so that messages put before the group existed are delivered too.
+        try:
+            self._client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+        self._group_ready = True
+
+    def _claim_expired(self, consumer: str) -> typing.Optional[Delivery]:
+        min_idle_ms = int(self.policy.visibility_timeout * 1000)
+
+        for _ in range(_MAX_CLAIM_CALLS):
+            cursor, entries, *_ = self._client.xautoclaim(
+                self.stream, self.group, consumer, min_idle_ms, start_id=self._claim_cursor, count=1
+            )
+            self._claim_cursor = cursor
+
+            for entry_id, fields in entries:
+                delivery = self._lease_claimed(consumer, entry_id, fields)
+                if delivery is not None:
+                    return delivery
+
+            if cursor == "0-0":
+                return None
+
+        return None
+
+    def _lease_claimed(self, consumer: str, entry_id: str, fields) -> typing.Optional[Delivery]:
+        # Redis 6.2 can return a pending entry that was deleted with no fields,
+        # and keeps it in the PEL until it is acked. Redis 7.0 drops such
+        # entries from the PEL itself and does not return them here.
+        if fields is None:
+            self._client.xack(self.stream, self.group, entry_id)
+            return None
+
+        pending = self._client.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+        if not pending or pending[0]["consumer"] != consumer:
+            return None
+
+        lease = StreamLease(entry_id, consumer, pending[0]["times_delivered"], fields["message"])
+        delivery = _delivery_from_lease(lease)
+
+        # The lease that expired was the last allowed attempt.
+        if self.policy.is_exhausted(delivery.attempts - 1):
+            self._dead_letter_expired(delivery)
+            return None
+
+        return delivery
+
+    def _read_new(self, consumer: str, wait: float) -> typing.Optional[Delivery]:
+        # BLOCK 0 would wait forever, so a read with under 1 ms to wait does not block.
+        block_ms = int(wait * 1000)
+        response = self._client.xreadgroup(
+            self.group, consumer, {self.stream: ">"}, count=1, block=block_ms if block_ms > 0 else None
+        )
+        if not response:
+            return None
+
+        _, entries = response[0]
+        entry_id, fields = entries[0]
+        return _delivery_from_lease(StreamLease(entry_id, consumer, 1, fields["message"]))
+
+    def _dead_letter_expired(self, delivery: Delivery) -> None:
+        attempts = delivery.attempts - 1
+        error = (
+            f"lease expired: no ack or fail within the visibility timeout of {self.policy.visibility_timeout:g} s "
+            "(the worker died or took too long)"
+        )
+        record = _encode_dead_letter(delivery.id, delivery.body, attempts, error)
+
+        if self._settle(delivery.receipt, "dead", delivery.id, record, 0.0):
+            logger.warning(
+                "Message %s moved to the dead letters: its lease expired after attempt %d of %d",
+                delivery.id,
+                attempts,
+                self.policy.max_attempts,
+            )
+
+    def _settle(self, lease: StreamLease, outcome: str, message_id: str, payload: str, delay: float) -> bool:
+        with translate_errors(self._location):
+            settled = self._settle_script(
+                keys=[self.stream, self._delayed, self._delayed_messages, self._dead_letters, self._dead_letters_by_time],
+                args=[self.group, lease.entry_id, lease.consumer, lease.delivery_count, outcome, message_id, payload, delay],
+            )
+
+        return bool(settled)
+
+    def _warn_if_long(self, length: int) -> None:
+        if length <= self._max_length_warning or time.monotonic() < self._next_length_warning:
+            return
+
+        self._next_length_warning = time.monotonic() + _LENGTH_WARNING_INTERVAL
+        logger.warning(
+            "Stream %s contains %d unprocessed messages, above max_length_warning=%d; "
+            "check that the workers are running and keep up",
+            self.stream,
+            length,
+            self._max_length_warning,
+        )
+
+
+def _check_block_interval(client: redis.Redis, block_interval: float) -> None:
+    if not block_interval > 0:
+        raise ValueError(f"block_interval must be more than 0 seconds, got {block_interval!r}")
+
+    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if socket_timeout is not None and block_interval >= socket_timeout:
+        raise ValueError(
+            f"block_interval ({block_interval!r} s) must be shorter than the client's "
+            f"socket_timeout ({socket_timeout!r} s), or blocking reads time out"
+        )
+
+
+def _consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+
+
+def _encode_message(message_id: str, body: dict, *, prior_attempts: int) -> str:
+    return json.dumps({"id": message_id, "body": body, "prior_attempts": prior_attempts})
+
+
+def _delivery_from_lease(lease: StreamLease) -> Delivery:
+    message = json.loads(lease.message)
+    return Delivery(
+        id=message["id"],
+        body=message["body"],
+        attempts=message["prior_attempts"] + lease.delivery_count,
+        receipt=lease,
+    )
+
+
+def _encode_dead_letter(message_id: str, body: dict, attempts: int, error: str) -> str:
+    return json.dumps({"id": message_id, "body": body, "attempts": attempts, "error": error})
+
+
+def _decode_dead_letter(record: str, failed_at: float) -> DeadLetter:
+    fields = json.loads(record)
+    return DeadLetter(
+        id=fields["id"],
+        body=fields["body"],
+        attempts=fields["attempts"],
+        error=fields["error"],
+        failed_at=float(failed_at),
+    )
+
+
+def _log_lost_lease(operation: str, delivery: Delivery) -> None:
+    logger.warning(
+        "Ignored %s of message %s (attempt %d): the lease is no longer held, because its visibility "
+        "timeout passed and another worker claimed the message, or the message was already removed",
+        operation,
+        delivery.id,
+        delivery.attempts,
+    )

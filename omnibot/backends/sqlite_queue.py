@@ -1,0 +1,351 @@
+"""A durable work queue in one SQLite file, shared by the processes of one host.
+
+Each message is a row of ``messages``. Its ``available_at`` column is the
+time from which a worker may lease it: the enqueue time for a new message,
+the lease deadline while a worker holds it, and the end of the backoff after
+a failure. So one index lookup ``available_at <= now`` finds new messages,
+retries that are due and messages whose worker died.
+"""
+
+import json
+import logging
+import time
+import typing
+import uuid
+
+from omnibot.backends.base import DeadLetter, Delivery, Queue
+from omnibot.backends.retry_policy import RetryPolicy
+from omnibot.backends.sqlite_connection import SqliteConnections
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL,
+    lease_token TEXT,
+    enqueued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_available_at ON messages (available_at, seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_failed_at ON dead_letters (failed_at);
+"""
+
+# get() polls the file while the queue is empty. The pause grows from the
+# first to the max value, so an idle worker costs a few cheap reads per second
+# while a message that arrives during a busy period waits at most tens of ms.
+_FIRST_POLL_PAUSE = 0.02
+_MAX_POLL_PAUSE = 0.05
+_POLL_PAUSE_GROWTH = 1.5
+
+
+class SqliteQueue(Queue):
+    """A :class:`Queue` stored in a SQLite file (WAL mode).
+
+    Safe for several threads and several processes on one host. Leasing
+    happens inside ``BEGIN IMMEDIATE``, so two workers never lease the same
+    message at once. The receipt of a :class:`Delivery` is a random lease
+    token, and ack or fail with a token that is no longer current changes nothing.
+
+    Args:
+        path: The database file; its directory must exist.
+        visibility_timeout: Seconds a leased message stays invisible to other workers.
+        max_attempts: Deliveries after which a failed message is dead-lettered.
+        backoff_base: Delay in seconds before the second delivery of a failed message.
+        backoff_max: Upper bound in seconds of the delay between deliveries.
+        busy_timeout: Seconds to wait for another process's write lock
+            before raising :class:`~omnibot.errors.BackendUnavailable`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        visibility_timeout: float = 60,
+        max_attempts: int = 5,
+        backoff_base: float = 1.0,
+        backoff_max: float = 300.0,
+        busy_timeout: float = 5.0,
+    ):
+        self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
+        self._db = SqliteConnections(path, _SCHEMA, busy_timeout=busy_timeout)
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._db.path
+
+    def put(self, body: dict) -> str:
+        """Insert ``body`` as a new message, ready at once, and return its id.
+
+        This is a single INSERT in its own transaction. With WAL and
+        ``synchronous=NORMAL`` the message survives a crash of any process,
+        but not a power loss right after the commit.
+        """
+        message_id = uuid.uuid4().hex
+        encoded = json.dumps(body)
+        now = time.time()
+
+        with self._db.connection() as conn:
+            conn.execute(
+                "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
+                (message_id, encoded, now, now),
+            )
+
+        return message_id
+
+    def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
+        """Lease the oldest ready message, polling the file for up to ``timeout`` seconds.
+
+        A message is ready when it is new, its backoff has passed, or its
+        previous lease expired. The lease lasts ``visibility_timeout`` seconds
+        and counts as one more attempt. A message whose lease expired after its
+        last allowed attempt is dead-lettered here instead of being delivered.
+        """
+        deadline = time.monotonic() + max(timeout, 0.0)
+        pause = _FIRST_POLL_PAUSE
+
+        while True:
+            delivery = self._lease_next()
+            if delivery is not None:
+                return delivery
+
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+
+            time.sleep(min(pause, remaining))
+            pause = min(pause * _POLL_PAUSE_GROWTH, _MAX_POLL_PAUSE)
+
+    def ack(self, delivery: Delivery) -> None:
+        """Delete the message, unless another worker has leased it since ``delivery`` was handed out."""
+        with self._db.connection() as conn:
+            cursor = conn.execute(
+                "DELETE FROM messages WHERE id = ? AND lease_token = ?",
+                (delivery.id, delivery.receipt),
+            )
+
+        if cursor.rowcount == 0:
+            _log_lost_lease("ack", delivery)
+
+    def fail(self, delivery: Delivery, error: str) -> bool:
+        """Schedule the message again after its backoff, or dead-letter it after its last attempt.
+
+        Returns:
+            True when the message was dead-lettered. False when it was
+            scheduled again, or when the lease had passed to another worker,
+            in which case nothing changes.
+        """
+        now = time.time()
+
+        with self._db.write_transaction() as conn:
+            row = conn.execute(
+                "SELECT body, attempts FROM messages WHERE id = ? AND lease_token = ?",
+                (delivery.id, delivery.receipt),
+            ).fetchone()
+
+            if row is None:
+                dead_lettered = None
+            elif self.policy.is_exhausted(row[1]):
+                _move_to_dead_letters(conn, delivery.id, row[0], row[1], error, now)
+                dead_lettered = True
+            else:
+                delay = self.policy.backoff(row[1])
+                conn.execute(
+                    "UPDATE messages SET available_at = ?, lease_token = NULL WHERE id = ?",
+                    (now + delay, delivery.id),
+                )
+                dead_lettered = False
+
+        if dead_lettered is None:
+            _log_lost_lease("fail", delivery)
+            return False
+
+        if dead_lettered:
+            logger.warning("Message %s moved to the dead letters after %d attempts", delivery.id, row[1])
+        else:
+            logger.info("Message %s failed attempt %d; it is delivered again in %.3g s", delivery.id, row[1], delay)
+
+        return dead_lettered
+
+    def depth(self) -> int:
+        """Return how many messages wait, are leased or wait for a retry (dead letters excluded)."""
+        with self._db.connection() as conn:
+            return conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def stats(self) -> typing.Dict[str, int]:
+        """Count the messages by state.
+
+        Returns:
+            A dict with ``ready``, ``leased``, ``delayed`` (waiting for the
+            backoff after a failure) and ``dead`` (dead letters). A message
+            whose lease expired counts as ready.
+        """
+        now = time.time()
+
+        with self._db.connection() as conn:
+            ready, leased, delayed = conn.execute(
+                "SELECT"
+                " COALESCE(SUM(available_at <= :now), 0),"
+                " COALESCE(SUM(available_at > :now AND lease_token IS NOT NULL), 0),"
+                " COALESCE(SUM(available_at > :now AND lease_token IS NULL), 0)"
+                " FROM messages",
+                {"now": now},
+            ).fetchone()
+            dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
+
+        return {"ready": ready, "leased": leased, "delayed": delayed, "dead": dead}
+
+    def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
+        """List up to ``limit`` dead letters, oldest failure first."""
+        # SQLite reads a negative LIMIT as "no limit".
+        if limit <= 0:
+            return []
+
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, body, attempts, error, failed_at FROM dead_letters ORDER BY failed_at, id LIMIT ?",
+                (limit,),
+            ).fetchall()
+
+        return [_dead_letter_from_row(row) for row in rows]
+
+    def dead_letter(self, message_id: str) -> typing.Optional[DeadLetter]:
+        """Return the dead letter ``message_id``, or None when there is none."""
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT id, body, attempts, error, failed_at FROM dead_letters WHERE id = ?",
+                (message_id,),
+            ).fetchone()
+
+        return None if row is None else _dead_letter_from_row(row)
+
+    def replay(self, message_id: str) -> bool:
+        """Move a dead letter back to the queue, ready at once, keeping its id and resetting its attempts.
+
+        Returns:
+            False when ``message_id`` is not a dead letter.
+        """
+        now = time.time()
+
+        with self._db.write_transaction() as conn:
+            row = conn.execute("SELECT body FROM dead_letters WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return False
+
+            conn.execute(
+                "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
+                (message_id, row[0], now, now),
+            )
+            conn.execute("DELETE FROM dead_letters WHERE id = ?", (message_id,))
+
+        logger.info("Dead letter %s replayed", message_id)
+        return True
+
+    def purge_dead_letters(self, older_than: float) -> int:
+        """Delete the dead letters that failed at least ``older_than`` seconds ago and return their count.
+
+        Raises:
+            ValueError: When ``older_than`` is negative.
+        """
+        if older_than < 0:
+            raise ValueError(f"older_than must be 0 seconds or more, got {older_than!r}")
+
+        cutoff = time.time() - older_than
+        with self._db.connection() as conn:
+            cursor = conn.execute("DELETE FROM dead_letters WHERE failed_at <= ?", (cutoff,))
+
+        return cursor.rowcount
+
+    def close(self) -> None:
+        """Close the connections this queue opened in the current process."""
+        self._db.close()
+
+    def _lease_next(self) -> typing.Optional[Delivery]:
+        # A plain read first, so idle workers polling an empty queue do not
+        # take the write lock that put() on the request path needs.
+        with self._db.connection() as conn:
+            ready = conn.execute("SELECT 1 FROM messages WHERE available_at <= ? LIMIT 1", (time.time(),)).fetchone()
+        if ready is None:
+            return None
+
+        expired: typing.List[typing.Tuple[str, int]] = []
+        delivery = None
+
+        with self._db.write_transaction() as conn:
+            now = time.time()
+            while delivery is None:
+                row = conn.execute(
+                    "SELECT seq, id, body, attempts FROM messages WHERE available_at <= ?"
+                    " ORDER BY available_at, seq LIMIT 1",
+                    (now,),
+                ).fetchone()
+                if row is None:
+                    break
+
+                seq, message_id, body, attempts = row
+
+                # Its worker leased it for the last allowed attempt and never
+                # acked or failed it, so that attempt counts as failed.
+                if self.policy.is_exhausted(attempts):
+                    error = _expired_lease_error(self.policy.visibility_timeout)
+                    _move_to_dead_letters(conn, message_id, body, attempts, error, now)
+                    expired.append((message_id, attempts))
+                    continue
+
+                token = uuid.uuid4().hex
+                conn.execute(
+                    "UPDATE messages SET attempts = attempts + 1, available_at = ?, lease_token = ? WHERE seq = ?",
+                    (now + self.policy.visibility_timeout, token, seq),
+                )
+                delivery = Delivery(id=message_id, body=json.loads(body), attempts=attempts + 1, receipt=token)
+
+        for message_id, attempts in expired:
+            logger.warning(
+                "Message %s moved to the dead letters: its lease expired after attempt %d of %d",
+                message_id,
+                attempts,
+                self.policy.max_attempts,
+            )
+
+        return delivery
+
+
+def _move_to_dead_letters(conn, message_id: str, body: str, attempts: int, error: str, failed_at: float) -> None:
+    # REPLACE covers a message that was replayed and then failed again.
+    conn.execute(
+        "INSERT OR REPLACE INTO dead_letters (id, body, attempts, error, failed_at) VALUES (?, ?, ?, ?, ?)",
+        (message_id, body, attempts, error, failed_at),
+    )
+    conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+
+def _dead_letter_from_row(row) -> DeadLetter:
+    message_id, body, attempts, error, failed_at = row
+    return DeadLetter(id=message_id, body=json.loads(body), attempts=attempts, error=error, failed_at=failed_at)
+
+
+def _expired_lease_error(visibility_timeout: float) -> str:
+    return (
+        f"lease expired: no ack or fail within the visibility timeout of {visibility_timeout:g} s "
+        "(the worker died or took too long)"
+    )
+
+
+def _log_lost_lease(operation: str, delivery: Delivery) -> None:
+    logger.warning(
+        "Ignored %s of message %s (attempt %d): the lease is no longer held, because its visibility "
+        "timeout passed and another worker leased the message, or the message was already removed",
+        operation,
+        delivery.id,
+        delivery.attempts,
+    )

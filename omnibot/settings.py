@@ -10,6 +10,9 @@ import typing
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# Below the default 60 s visibility timeout, so a stuck callback fails its
+# attempt before the queue hands the message to another worker.
+DEFAULT_CALLBACK_TIMEOUT = 30.0
 
 
 def _env_int(environ, name, default, aliases=()):
@@ -49,6 +52,8 @@ class Settings:
         worker_concurrency: Threads of ``omnibot worker``.
         max_body_bytes: Largest request body accepted on the Slack routes.
         dedup_ttl: Seconds a seen Slack event id is remembered.
+        callback_timeout: Seconds a worker waits for one queued callback
+            (``CALLBACK_TIMEOUT``); 0 waits without a limit.
         environ: The environment the credentials are read from.
     """
 
@@ -63,6 +68,7 @@ class Settings:
     worker_concurrency: int = 10
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     dedup_ttl: float = 3600.0
+    callback_timeout: float = DEFAULT_CALLBACK_TIMEOUT
     statsd_host: typing.Optional[str] = None
     statsd_port: int = 8125
     statsd_prefix: str = "omnibot"
@@ -90,6 +96,7 @@ class Settings:
             worker_concurrency=_env_int(environ, "WEBHOOK_WORKER_CONCURRENCY", 10),
             max_body_bytes=_env_int(environ, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             dedup_ttl=_env_float(environ, "DEDUP_TTL", 3600.0),
+            callback_timeout=_env_float(environ, "CALLBACK_TIMEOUT", DEFAULT_CALLBACK_TIMEOUT),
             statsd_host=environ.get("STATSD_HOST") or None,
             statsd_port=_env_int(environ, "STATSD_PORT", 8125),
             statsd_prefix=environ.get("STATSD_PREFIX") or "omnibot",

@@ -6,6 +6,7 @@ embedded SQLite default works without touching redis-py.
 
 import logging
 import os
+import re
 import typing
 import urllib.parse
 
@@ -18,6 +19,14 @@ logger = logging.getLogger(__name__)
 _SQLITE_SCHEME = "sqlite"
 _REDIS_SCHEMES = ("redis", "rediss")
 _ACCEPTED_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, redis://host:port/db or rediss://host:port/db"
+
+# The query parameter of a Redis URL that replaces ``omnibot`` at the start of every key,
+# so several deployments or test runs can share one Redis database.
+REDIS_PREFIX_PARAMETER = "prefix"
+DEFAULT_REDIS_PREFIX = "omnibot"
+
+# Braces are excluded because they would change the keys' Redis Cluster hash tags.
+_REDIS_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 
 def open_queue(
@@ -35,6 +44,8 @@ def open_queue(
         url: None or "" for the SQLite file ``<data_dir>/queue.db``,
             ``sqlite:///relative.db`` (relative to the working directory),
             ``sqlite:////absolute/path.db``, ``redis://host:port/db`` or ``rediss://...``.
+            A Redis URL may end in ``?prefix=NAME`` to start every key with
+            ``NAME`` instead of ``omnibot``; its other query parameters go to redis-py.
         data_dir: Directory of the default SQLite file; created when missing.
         visibility_timeout: Seconds a leased message stays invisible to other workers.
         max_attempts: Deliveries after which a failed message is dead-lettered.
@@ -60,8 +71,9 @@ def open_queue(
     from omnibot.backends.redis_connection import create_client, redact_url
     from omnibot.backends.redis_queue import RedisQueue
 
-    logger.info("Queue backend: Redis at %s", redact_url(url))
-    return RedisQueue(create_client(url), **settings)
+    client_url, prefix = _split_redis_prefix(url)
+    logger.info("Queue backend: Redis at %s, key prefix %s", redact_url(client_url), prefix)
+    return RedisQueue(create_client(client_url), key_prefix=prefix, **settings)
 
 
 def open_cache(url: typing.Optional[str], data_dir: str) -> Cache:
@@ -85,8 +97,43 @@ def open_cache(url: typing.Optional[str], data_dir: str) -> Cache:
     from omnibot.backends.redis_cache import RedisCache
     from omnibot.backends.redis_connection import create_client, redact_url
 
-    logger.info("Cache backend: Redis at %s", redact_url(url))
-    return RedisCache(create_client(url))
+    client_url, prefix = _split_redis_prefix(url)
+    logger.info("Cache backend: Redis at %s, key prefix %s", redact_url(client_url), prefix)
+    return RedisCache(create_client(client_url), prefix=f"{prefix}:{{cache}}:")
+
+
+def _split_redis_prefix(url: str) -> typing.Tuple[str, str]:
+    """Remove the ``prefix`` query parameter from a Redis URL.
+
+    redis-py passes unknown query parameters to its connection class, which
+    rejects them, so omnibot's own parameter is taken out first.
+
+    Returns:
+        The URL without ``prefix``, and the prefix (``omnibot`` when absent).
+
+    Raises:
+        ValueError: When ``prefix`` is given more than once or is not 1 to 100
+            letters, digits, ``_``, ``.``, ``:`` or ``-`` starting with a letter or digit.
+    """
+    parts = urllib.parse.urlsplit(url)
+    parameters = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in parameters if name == REDIS_PREFIX_PARAMETER]
+    if not prefixes:
+        return url, DEFAULT_REDIS_PREFIX
+
+    if len(prefixes) > 1:
+        raise ValueError(f"invalid Redis URL: the {REDIS_PREFIX_PARAMETER} parameter is given {len(prefixes)} times")
+
+    prefix = prefixes[0]
+    if not _REDIS_PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError(
+            f"invalid Redis key prefix {prefix!r} in the URL: use 1 to 100 letters, digits, "
+            "'_', '.', ':' or '-', starting with a letter or digit"
+        )
+
+    others = [(name, value) for name, value in parameters if name != REDIS_PREFIX_PARAMETER]
+    client_url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(others)))
+    return client_url, prefix
 
 
 def _scheme(kind: str, url: typing.Optional[str]) -> str:

@@ -1,7 +1,6 @@
 """A problem found in the config file, with where it is."""
 
 import dataclasses
-import os
 import typing
 
 ERROR = "error"
@@ -12,8 +11,8 @@ WARNING = "warning"
 class Problem:
     """One config error or warning.
 
-    ``str(problem)`` gives ``file:line: key.path: message``, the form editors
-    and CI logs link to.
+    ``str(problem)`` gives ``file:line: key.path: message``, with the file
+    path as it was given, the form editors and CI logs link to.
     """
 
     path: str
@@ -27,7 +26,7 @@ class Problem:
         return self.severity == ERROR
 
     def __str__(self):
-        where = os.path.basename(self.file) if self.file else "<config>"
+        where = self.file or "<config>"
         if self.line is not None:
             where = f"{where}:{self.line}"
         prefix = "" if self.is_error else "warning: "

@@ -27,7 +27,7 @@ HANDLER_KEYS = {
     model.MESSAGE: COMMON_HANDLER_KEYS
     + ("match", "match_type", "regex_type", "match_mention", "match_reply"),
     model.SLASH_COMMAND: COMMON_HANDLER_KEYS
-    + ("command", "response_type", "dialog", "canned_response"),
+    + ("command", "response_type", "dialog", "canned_response", "no_message_response"),
     model.INTERACTIVE: COMMON_HANDLER_KEYS
     + (
         "callback_id",
@@ -224,9 +224,26 @@ class Validator:
             spec = self._callback(entry, path + ("checks", index), first_argument=None)
             if spec is not None:
                 checks.append(spec)
+                self._check_path_patterns(spec, path + ("checks", index, "kwargs", "paths"))
         self._permissions(section.get("permissions"), path + ("permissions",))
         self._bindings(section.get("bindings"), path + ("bindings",))
         return section, checks
+
+    def _check_path_patterns(self, spec, path):
+        """Compile the ``paths`` of the built-in allowed_paths check at load, not at the first request."""
+        if spec.module != "omnibot.authnz:allowed_paths":
+            return
+        paths = spec.kwargs.get("paths")
+        if isinstance(paths, str):
+            paths = [paths]
+        if not isinstance(paths, list):
+            self.error(path, f"must be a list of path regexes, not {_type_name(paths)}")
+            return
+        for index, pattern in enumerate(paths):
+            if not isinstance(pattern, str):
+                self.error(path + (index,), f"must be a string, not {_type_name(pattern)}")
+                continue
+            self._regex(pattern, path + (index,))
 
     def _permissions(self, value, path):
         for name, policy in self._mapping(value, path).items():
@@ -283,7 +300,22 @@ class Validator:
                 handler = self._handler(entry, kind, index, path + (list_name, index), teams, bots)
                 if handler is not None:
                     handlers.append(handler)
+        self._warn_shadowed_commands(handlers)
         return handlers
+
+    def _warn_shadowed_commands(self, handlers):
+        first = {}
+        for handler in handlers:
+            if handler.kind != model.SLASH_COMMAND:
+                continue
+            for bot_key in sorted(handler.bots):
+                earlier = first.setdefault((bot_key, handler.command), handler)
+                if earlier is not handler:
+                    self.warning(
+                        ("handlers", "slash_command_handlers", handler.index, "command"),
+                        f"{handler.command} of {bot_key[0]}/{bot_key[1]} is already handled by "
+                        f"slash_command_handlers[{earlier.index}]; this handler is never used for that bot",
+                    )
 
     def _handler(self, entry, kind, index, path, teams, bots):
         if not isinstance(entry, dict):
@@ -300,6 +332,13 @@ class Validator:
         )
         callbacks = self._callbacks(entry.get("callbacks"), path + ("callbacks",), required=kind == model.MESSAGE)
         fields["callbacks"] = tuple(callbacks)
+        if kind == model.MESSAGE:
+            for index, callback in enumerate(callbacks):
+                if callback.synchronous:
+                    self.warning(
+                        path + ("callbacks", index, "synchronous"),
+                        "synchronous has no effect on message handlers; the callback runs in the worker",
+                    )
 
         if kind == model.MESSAGE:
             fields.update(self._message_fields(entry, path))
@@ -340,12 +379,15 @@ class Validator:
         command = self._string(entry.get("command"), path + ("command",), required=True)
         if command is not None and not command.startswith("/"):
             self.error(path + ("command",), f"slash command {command!r} must start with '/'")
-        return dict(command=command, **self._response_fields(entry, path))
+        no_message_response = self._bool(entry.get("no_message_response"), path + ("no_message_response",))
+        return dict(command=command, no_message_response=no_message_response, **self._response_fields(entry, path))
 
     def _interactive_fields(self, entry, path):
         keys = {}
         for key in ("callback_id", "action_id", "block_id"):
             keys[key] = self._string(entry.get(key), path + (key,))
+            if keys[key] == "":
+                self.error(path + (key,), "must not be empty")
         if not any(keys.values()) and all(entry.get(key) is None for key in keys):
             self.error(path, "needs callback_id, action_id or block_id")
         keys["no_message_response"] = self._bool(entry.get("no_message_response"), path + ("no_message_response",))

@@ -37,7 +37,14 @@ def parse_with_lines(text: str) -> typing.Tuple[typing.Any, typing.Dict[tuple, i
 
     lines: typing.Dict[tuple, int] = {}
     constructor = yaml.SafeLoader("")
-    data = _build(node, (), lines, constructor)
+    try:
+        data = _build(node, (), lines, constructor)
+    except yaml.YAMLError as error:
+        # For example a !!python/object tag, which the safe loader rejects.
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        raise YamlSyntaxError(f"invalid YAML: {problem}", line) from None
     return data, lines
 
 

@@ -91,7 +91,7 @@ def describe_call(call: dict, text_limit: int = 80) -> str:
     if call["method"] == "response_url":
         parts.append(call["path"])
 
-    for name in ("channel", "user", "users", "ts", "name"):
+    for name in ("channel", "thread_ts", "user", "users", "ts", "name"):
         value = args.get(name)
         if value not in (None, ""):
             parts.append(f"{name}={value}")

@@ -1,0 +1,52 @@
+"""Recognise Slack's retries and double deliveries so each is processed once.
+
+Slack redelivers an event it believes failed (with ``X-Slack-Retry-Num``),
+and one @-mention arrives twice, as a ``message`` and as an ``app_mention``
+event with different event ids. The first delivery claims a key in the
+cache backend; later ones find it taken.
+"""
+
+import logging
+import typing
+
+logger = logging.getLogger(__name__)
+
+
+def event_keys(app_id: str, payload: typing.Mapping) -> typing.List[str]:
+    """Return the keys that identify an event delivery for ``app_id``."""
+    keys = []
+    event_id = payload.get("event_id")
+    if isinstance(event_id, str) and event_id:
+        keys.append(f"dedup:{{{app_id}}}:event:{event_id}")
+
+    event = payload.get("event")
+    if isinstance(event, dict) and event.get("type") in ("message", "app_mention") and not event.get("subtype"):
+        channel, ts = event.get("channel"), event.get("ts")
+        if isinstance(channel, str) and isinstance(ts, str):
+            keys.append(f"dedup:{{{app_id}}}:message:{channel}:{ts}")
+    return keys
+
+
+def interaction_key(app_id: str, kind: str, trigger_id: typing.Optional[str]) -> typing.List[str]:
+    """Return the key of a slash command or interactive payload, from its ``trigger_id``."""
+    if not trigger_id:
+        return []
+    return [f"dedup:{{{app_id}}}:{kind}:{trigger_id}"]
+
+
+def claim(cache, keys: typing.Sequence[str], ttl: float) -> bool:
+    """Claim every key; return False when one was already claimed (a duplicate).
+
+    Keys claimed before the duplicate was found stay claimed, which is
+    harmless because they describe the same delivery.
+    """
+    for key in keys:
+        if not cache.add(key, "1", ttl):
+            return False
+    return True
+
+
+def release(cache, keys: typing.Sequence[str]) -> None:
+    """Forget claimed keys, so that Slack's retry of a delivery that failed to queue is accepted."""
+    for key in keys:
+        cache.delete(key)

@@ -1,0 +1,1 @@
+"""The worker side: from a queued message to callbacks and their results."""

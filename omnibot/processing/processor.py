@@ -1,0 +1,212 @@
+"""Process one queued message: build its container, match handlers, run callbacks.
+
+Each message kind (``event``, ``slash_command``, ``interactive_component``)
+maps to a method registered in :attr:`Processor.kinds`.
+"""
+
+import logging
+import typing
+
+from omnibot.containers import InteractiveComponent, Message, Reaction, SlashCommand, Unsupported
+from omnibot.errors import CallbackError
+from omnibot.processing import callbacks, interactive_routing, matching
+from omnibot.processing.progress import Progress
+from omnibot.processing.results import ResultApplier
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_HELP = "omnibot.callbacks.message_callbacks:help_callback"
+
+
+class Processor:
+    """Turn queued envelopes into callback calls and applied results.
+
+    Args:
+        runtime: The :class:`omnibot.runtime.Runtime` of the worker.
+    """
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.results = ResultApplier(runtime)
+        self.kinds: typing.Dict[str, typing.Callable] = {
+            "event": self._process_event,
+            "slash_command": self._process_slash_command,
+            "interactive_component": self._process_interactive_component,
+        }
+
+    def process(self, envelope: typing.Mapping, message_id: str, attempts: int = 1) -> None:
+        """Process one envelope with the config in force now.
+
+        Raises:
+            CallbackError: At least one callback raised; the others ran and
+                are recorded so a retry skips them.
+        """
+        kind = envelope.get("kind")
+        bot = self.runtime.config.bot_by_app_id(envelope.get("app_id"))
+        if bot is None:
+            logger.warning(
+                "dropped a queued %s for app %r, which the config in force does not define",
+                kind,
+                envelope.get("app_id"),
+            )
+            return
+        process = self.kinds.get(kind)
+        if process is None:
+            logger.error("dropped a queued message of unknown kind %r", kind, extra=bot.trace)
+            return
+
+        progress = Progress(self.runtime.cache, message_id, attempts)
+        process(bot, envelope, progress)
+        progress.forget()
+
+    # -- events ------------------------------------------------------------
+
+    def _process_event(self, bot, envelope, progress):
+        event = envelope["payload"].get("event") or {}
+        event_type = event.get("type")
+        trace = dict(bot.trace, event_type=event_type, event_ts=event.get("event_ts"))
+        data = self.runtime.slack_data
+
+        try:
+            if event_type in ("message", "app_mention"):
+                container = Message(bot, event, trace, data)
+                matches = matching.match_message(container)
+            elif event_type in ("reaction_added", "reaction_removed"):
+                container = Reaction(bot, event, trace, data)
+                matches = self._reaction_matches(container)
+            else:
+                logger.debug("ignored an event of type %s", event_type, extra=trace)
+                return
+        except Unsupported as reason:
+            logger.debug("ignored event: %s", reason, extra=trace)
+            return
+
+        if matches:
+            self.run_matches(container, matches, progress)
+        elif isinstance(container, Message) and container.directed and not container.is_reply:
+            self._help(container, progress)
+        else:
+            logger.debug("no handler matched", extra=container.event_trace)
+
+    def _reaction_matches(self, reaction):
+        matches = matching.match_reaction(reaction)
+        if not matches:
+            return []
+        payload = reaction.payload
+        if not self.runtime.slack_data.is_own_message(
+            reaction.bot, payload["item_channel"], payload["item_ts"], payload["item_user"]
+        ):
+            logger.debug("ignored a reaction to a message the bot did not post", extra=reaction.event_trace)
+            return []
+        return matches
+
+    def _help(self, message, progress):
+        config = self.runtime.config
+        if config.help_callback is not None:
+            spec = config.help_callback
+        elif config.default_to_help:
+            spec = _builtin_help_spec()
+        else:
+            logger.debug("directed message matched no handler and help is off", extra=message.event_trace)
+            return
+        self.run_callbacks(message, [("help", spec)], progress)
+
+    # -- slash commands and interactive components -------------------------
+
+    def _process_slash_command(self, bot, envelope, progress):
+        fields = envelope["payload"]
+        command = fields.get("command")
+        trace = dict(bot.trace, command=command)
+        handler = bot.slash_command_handler(command) if isinstance(command, str) else None
+        if handler is None:
+            logger.warning("dropped slash command %s: the config in force has no handler for it", command, extra=trace)
+            return
+
+        specs = _queued_specs(handler)
+        if not specs:
+            logger.info("slash command %s has no queued callbacks in the config in force", command, extra=trace)
+            return
+        container = SlashCommand(bot, fields, trace, self.runtime.slack_data)
+        self.run_callbacks(container, specs, progress, handler.response_type or "ephemeral")
+
+    def _process_interactive_component(self, bot, envelope, progress):
+        payload = envelope["payload"]
+        trace = dict(
+            bot.trace,
+            component_type=payload.get("type"),
+            callback_id=interactive_routing.callback_id_of(payload),
+        )
+        route = interactive_routing.find_route(bot.interactive_handlers, payload, trace)
+        if route is None:
+            logger.warning("dropped an interactive payload: the config in force has no handler for it", extra=trace)
+            return
+
+        handler = route.handler
+        trace["handler"] = handler.label
+        specs = _queued_specs(handler)
+        if not specs:
+            logger.info("interactive handler has no queued callbacks in the config in force", extra=trace)
+            return
+        container = InteractiveComponent(bot, payload, trace, self.runtime.slack_data, route)
+        self.run_callbacks(container, specs, progress, handler.response_type or "ephemeral")
+
+    # -- callbacks ---------------------------------------------------------
+
+    def run_matches(self, container, matches, progress, response_type=None):
+        """Run the callbacks of every match; see :meth:`run_callbacks`."""
+        errors = []
+        for match in matches:
+            container.set_match(match.match_type, match.value, match.args)
+            keyed = [
+                (f"{match.handler.label}#{index}", spec)
+                for index, spec in enumerate(match.handler.callbacks)
+            ]
+            try:
+                self.run_callbacks(container, keyed, progress, response_type or match.handler.response_type)
+            except CallbackError as error:
+                errors.append(error)
+        if errors:
+            raise errors[-1]
+
+    def run_callbacks(self, container, keyed_specs, progress, response_type=None):
+        """Call each callback not yet done and apply its result.
+
+        Raises:
+            CallbackError: One or more callbacks raised; the progress record
+                is saved first so the retry skips the finished ones.
+        """
+        failure = None
+        for key, spec in keyed_specs:
+            if progress.is_done(key):
+                logger.info("skipped callback %s: it finished on an earlier attempt", spec.module, extra=container.event_trace)
+                continue
+            trace = dict(container.event_trace, callback=spec.module)
+            logger.info("calling callback %s", spec.module, extra=trace)
+            try:
+                result = callbacks.call(spec, container, timeout=self.runtime.settings.callback_timeout)
+            except CallbackError as error:
+                logger.error("%s", error, exc_info=error.__cause__, extra=trace)
+                failure = error
+                continue
+            if result:
+                self.results.apply(container, result, response_type)
+            progress.mark_done(key)
+
+        if failure is not None:
+            progress.save()
+            raise failure
+
+
+def _queued_specs(handler):
+    """Return the keyed callbacks of ``handler`` that run in the worker; synchronous ones ran in the request."""
+    return [
+        (f"{handler.label}#{index}", spec)
+        for index, spec in enumerate(handler.callbacks)
+        if not spec.synchronous
+    ]
+
+
+def _builtin_help_spec():
+    from omnibot.config.model import CallbackSpec
+
+    return CallbackSpec(module=BUILTIN_HELP, kwargs={})

@@ -1,0 +1,54 @@
+"""Remember which callbacks of a queued message finished, across redeliveries.
+
+When one callback of a handler list raises, the message is retried through
+the queue; callbacks that already ran and had their results applied are
+skipped on the retry, so their effects happen once. The record is written
+only when a callback failed, so the common path costs no cache write. It
+is read on every delivery, because a dead letter replayed with ``omnibot dlq
+replay`` starts again at attempt 1 and must still skip the callbacks that
+finished before it was dead-lettered. A worker killed mid-message leaves no record, and the redelivery runs every
+callback again (at-least-once).
+"""
+
+import json
+import logging
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_TTL = 7 * 24 * 3600.0
+
+
+class Progress:
+    """The finished callbacks of one message.
+
+    Args:
+        cache: The cache backend.
+        message_id: The queue's id of the message.
+        attempts: The delivery number, kept for callers; the record is read whatever its value.
+    """
+
+    def __init__(self, cache, message_id: str, attempts: int):
+        self._cache = cache
+        self._key = f"progress:{{{message_id}}}"
+        self._done = set()
+        self._stored = False
+        raw = cache.get(self._key)
+        if raw:
+            self._done = set(json.loads(raw))
+            self._stored = True
+
+    def is_done(self, callback_key: str) -> bool:
+        return callback_key in self._done
+
+    def mark_done(self, callback_key: str) -> None:
+        self._done.add(callback_key)
+
+    def save(self) -> None:
+        """Store the finished callbacks before the message goes back to the queue."""
+        self._cache.set(self._key, json.dumps(sorted(self._done)), ttl=PROGRESS_TTL)
+        self._stored = True
+
+    def forget(self) -> None:
+        """Drop the record once the message is processed for good."""
+        if self._stored:
+            self._cache.delete(self._key)

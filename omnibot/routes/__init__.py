@@ -1,0 +1,1 @@
+"""HTTP routes: Slack's endpoints, the internal API and the health check."""

@@ -1,0 +1,88 @@
+"""Verify that a request comes from Slack.
+
+A bot with a signing secret (``CREDENTIALS_SLACK_SIGNING_SECRET_<APP_ID>``)
+requires a valid ``X-Slack-Signature`` over the raw body, with an
+``X-Slack-Request-Timestamp`` no more than 5 minutes away from now. A bot
+without one falls back to the legacy ``token`` field, compared in constant
+time.
+"""
+
+import hmac
+import logging
+import threading
+import typing
+
+from slack_sdk.signature import SignatureVerifier
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Slack-Signature"
+TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
+
+
+class RequestVerifier:
+    """Check signatures and legacy tokens against the configured bots.
+
+    Args:
+        bots: The bots of the config in force.
+        clock: Optional ``slack_sdk.signature.Clock`` replacement for tests.
+    """
+
+    def __init__(self, bots: typing.Iterable, clock=None):
+        self._verifiers = {}
+        for bot in bots:
+            if bot.credentials.signing_secret:
+                kwargs = {"clock": clock} if clock is not None else {}
+                self._verifiers[bot.app_id] = SignatureVerifier(bot.credentials.signing_secret, **kwargs)
+        self._bots = list(bots)
+        self._warned_legacy: typing.Set[str] = set()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def has_signature(headers) -> bool:
+        """Return whether the request carries a signature and its timestamp."""
+        return bool(headers.get(SIGNATURE_HEADER)) and bool(headers.get(TIMESTAMP_HEADER))
+
+    def verify(self, bot, body: bytes, headers, token: typing.Optional[str]) -> bool:
+        """Return whether the request is from Slack for ``bot``.
+
+        Args:
+            bot: The bot the request names.
+            body: The raw request body, exactly as received.
+            headers: The request headers.
+            token: The legacy ``token`` field of the payload, if any.
+        """
+        verifier = self._verifiers.get(bot.app_id)
+        if verifier is not None:
+            timestamp = headers.get(TIMESTAMP_HEADER, "")
+            signature = headers.get(SIGNATURE_HEADER, "")
+            # The verifier parses the timestamp with int(); anything else is a forgery.
+            if not signature or not timestamp.isascii() or not timestamp.isdigit():
+                return False
+            return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+
+        expected = bot.credentials.verification_token
+        if not expected or not isinstance(token, str) or not token:
+            return False
+        self._warn_legacy_once(bot)
+        return hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8"))
+
+    def find_bot(self, body: bytes, headers, token, candidates=None):
+        """Return the first bot of ``candidates`` (default all) that verifies the request, or None."""
+        for bot in self._bots if candidates is None else candidates:
+            if self.verify(bot, body, headers, token):
+                return bot
+        return None
+
+    def _warn_legacy_once(self, bot):
+        with self._lock:
+            if bot.app_id in self._warned_legacy:
+                return
+            self._warned_legacy.add(bot.app_id)
+        logger.warning(
+            "bot %s/%s is verified with a legacy verification token, which Slack deprecated; "
+            "set CREDENTIALS_SLACK_SIGNING_SECRET_%s to verify request signatures instead",
+            bot.team.name,
+            bot.name,
+            bot.app_id,
+        )

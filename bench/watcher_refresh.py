@@ -199,7 +199,7 @@ def _wait_for(api_url: str, timeout: float = 120.0) -> None:
         except requests.ConnectionError:
             pass
         time.sleep(0.2)
-    raise SystemExit(f"the fake Slack at {api_url} did not answer within {timeout:.0f} s")
+    raise SystemExit(f"the fake Slack at {api_url} did not respond within {timeout:.0f} s; is the port free?")
 
 
 def _max_rss_mb() -> float:

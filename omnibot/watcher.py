@@ -25,14 +25,15 @@ from omnibot.slack import directory, listing
 
 logger = logging.getLogger(__name__)
 
-# users.list and conversations.list accept up to 1000 items a page. Large
-# pages mean fewer calls of these rate-limited methods.
+# The limit of each list call. Large pages mean fewer calls of Slack's
+# rate-limited list methods; Slack documents 1000 as the maximum limit of
+# conversations.list, and any page may hold fewer items than asked for.
 PAGE_SIZE = 1000
 
-# The lock of a kind lasts at least this long, and at least LOCK_PERIODS
+# Seconds the lock of a kind lasts at least, and at least LOCK_PERIODS
 # refresh periods. A refresh still running when its lock would expire stops,
-# so two refreshes of one kind never overlap. A watcher that dies holding
-# the lock delays that kind by at most this long.
+# so two refreshes of one kind never overlap. A watcher that dies holding a
+# lock delays that kind until the lock expires.
 MIN_LOCK_TIMEOUT = 300.0
 LOCK_PERIODS = 3
 
@@ -42,7 +43,7 @@ PAUSE_AFTER_ERROR = 30.0
 
 
 class Outcome(str, enum.Enum):
-    """What :meth:`Watcher.run_once` did with one kind of one team."""
+    """The result of :meth:`Watcher.run_once` for one kind of one team."""
 
     REFRESHED = "refreshed"
     RECENT = "recent"  # another run started less than one period ago
@@ -164,6 +165,7 @@ class Watcher:
             logger.info("stopped refreshing %s after %d pages", kind, pages, extra=trace)
             return Outcome.STOPPED
         except listing.ListingFailed as error:
+            self.runtime.stats.watch_finished(bot.team.name, kind, time.monotonic() - started, False)
             logger.error(
                 "refreshing %s failed after %d pages: %s; the cached entries stay, next try in %.0f s",
                 kind,
@@ -174,6 +176,7 @@ class Watcher:
             )
             return Outcome.FAILED
 
+        self.runtime.stats.watch_finished(bot.team.name, kind, time.monotonic() - started, True)
         logger.info(
             "refreshed %s: %d entries in %d pages, %.1f s",
             kind,

@@ -11,6 +11,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import typing
 import weakref
 
@@ -73,6 +74,25 @@ class SqliteConnections:
         # Connections inherited through fork(), kept referenced so that garbage
         # collection in the child never closes them.
         self._inherited: typing.List[_Connection] = []
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> str:
+        """Switch a new connection to WAL and return the journal mode in force.
+
+        Switching needs an exclusive lock, and SQLite answers "database is
+        locked" at once, without waiting for the busy timeout, when another
+        connection is opening the same new file. Retry until the busy
+        timeout has passed.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.01
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     @contextlib.contextmanager
     def connection(self) -> typing.Iterator[sqlite3.Connection]:
@@ -156,7 +176,7 @@ class SqliteConnections:
         return conn
 
     def _configure(self, conn: sqlite3.Connection) -> None:
-        journal_mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        journal_mode = self._enable_wal(conn)
         if journal_mode.lower() != "wal":
             logger.warning(
                 "SQLite file %s uses journal_mode=%s because WAL is not available there; "

@@ -1,10 +1,10 @@
 """Slack directory lookups for the internal API: users by email, conversations by name, IMs.
 
-Each lookup first queries the bulk cache that the watcher fills, through the
-``user_id_by_email``, ``channel_id_by_name``, ``ims`` and ``im_for_user``
-methods of :class:`omnibot.slack.data.SlackData` where that class has them.
-Without them, the lookup calls the Slack Web API with the bot token and
-stores what it finds under SlackData's cache keys.
+Each lookup first queries the Slack data cache that the watcher fills
+(:class:`omnibot.slack.data.SlackData`). A miss there is final once the
+watcher has listed every conversation; before that, the lookup calls the
+Slack Web API with the bot token and stores what it finds under
+SlackData's cache keys.
 """
 
 import json
@@ -45,8 +45,8 @@ def find_user_by_email(slack_data, bot, email: str) -> typing.Optional[dict]:
     """Return the Slack user object whose profile has ``email``, or None.
 
     Deleted users and bot users count as not found, as in omnibot's cache.
-    A miss in the bulk cache is checked with ``users.lookupByEmail``, so a
-    user who joined after the last refresh is found.
+    A miss in the cache is checked with ``users.lookupByEmail``, so a user
+    who joined after the last refresh is found.
 
     Raises:
         LookupFailed: ``users.lookupByEmail`` failed with an error other
@@ -54,11 +54,9 @@ def find_user_by_email(slack_data, bot, email: str) -> typing.Optional[dict]:
             ``users:read.email``, for example).
         BackendUnavailable: The cache backend cannot be reached.
     """
-    bulk_lookup = getattr(slack_data, "user_id_by_email", None)
-    if bulk_lookup is not None:
-        user = _active_user(slack_data, bot, bulk_lookup(bot, email))
-        if user is not None:
-            return user
+    user = _active_user(slack_data, bot, slack_data.user_id_by_email(bot, email, read_through=False))
+    if user is not None:
+        return user
 
     email_key = slack_data.key(bot.team.team_id, "lookup_email", email.lower())
     user = _active_user(slack_data, bot, slack_data.cache.get(email_key))
@@ -102,10 +100,12 @@ def find_channel_by_name(slack_data, bot, name: str) -> typing.Optional[dict]:
     if not name:
         return None
 
-    bulk_lookup = getattr(slack_data, "channel_id_by_name", None)
-    if bulk_lookup is not None:
-        channel_id = bulk_lookup(bot, name)
-        return slack_data.channel(bot, channel_id) if channel_id else None
+    channel_id = slack_data.channel_id_by_name(bot, name)
+    if channel_id:
+        return slack_data.channel(bot, channel_id)
+    if slack_data.refreshed_at(bot, "conversations") is not None:
+        # The watcher listed every conversation, so a miss is final.
+        return None
 
     name_key = slack_data.key(bot.team.team_id, "lookup_channel_name", name)
     channel_id = slack_data.cache.get(name_key)
@@ -124,9 +124,8 @@ def list_ims(slack_data, bot) -> typing.List[dict]:
     Raises:
         LookupFailed: ``conversations.list`` failed.
     """
-    bulk_list = getattr(slack_data, "ims", None)
-    if bulk_list is not None:
-        return list(bulk_list(bot))
+    if slack_data.refreshed_at(bot, "conversations") is not None:
+        return list(slack_data.ims(bot))
     arguments = {"types": "im", "exclude_archived": True}
     return list(_list_conversations(slack_data, bot, arguments))
 

@@ -8,10 +8,13 @@ slack_sdk's retry handlers.
 import json
 import logging
 import threading
+import time
 import typing
+import urllib.parse
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -29,10 +32,34 @@ USER_TOKEN_FALLBACK_ERRORS = frozenset(
 
 def _retry_handlers():
     return [
-        RateLimitErrorRetryHandler(max_retry_count=3),
-        ConnectionErrorRetryHandler(max_retry_count=3),
-        ServerErrorRetryHandler(max_retry_count=3),
+        _LoggedRetry(RateLimitErrorRetryHandler(max_retry_count=3)),
+        _LoggedRetry(ConnectionErrorRetryHandler(max_retry_count=3)),
+        _LoggedRetry(ServerErrorRetryHandler(max_retry_count=3)),
     ]
+
+
+class _LoggedRetry(RetryHandler):
+    """Log each retry that the wrapped slack_sdk handler decides on, then let it wait."""
+
+    def __init__(self, inner: RetryHandler):
+        super().__init__(max_retry_count=inner.max_retry_count, interval_calculator=inner.interval_calculator)
+        self.inner = inner
+
+    def can_retry(self, *, state, request, response=None, error=None) -> bool:
+        return self.inner.can_retry(state=state, request=request, response=response, error=error)
+
+    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
+        # The URL ends in the method name; the token is in a header, never in the URL.
+        method = urllib.parse.urlsplit(request.url).path.rsplit("/", 1)[-1]
+        cause = f"HTTP {response.status_code}" if response is not None else type(error).__name__
+        logger.warning(
+            "retrying Slack API %s after %s (retry %d of %d)",
+            method,
+            cause,
+            state.current_attempt + 1,
+            self.inner.max_retry_count,
+        )
+        self.inner.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
 
 
 def form_fields(kwargs: typing.Mapping) -> typing.Dict[str, str]:
@@ -63,13 +90,15 @@ class SlackClients:
     Args:
         base_url: Base URL of the Slack Web API (``SLACK_API_URL``).
         timeout: Seconds per HTTP request.
+        stats: The process's :class:`omnibot.stats.Stats`; None records no metrics.
     """
 
-    def __init__(self, base_url: str, timeout: float = 10.0):
+    def __init__(self, base_url: str, timeout: float = 10.0, stats=None):
         if not base_url.endswith("/"):
             base_url += "/"
         self.base_url = base_url
         self.timeout = timeout
+        self.stats = stats
         self._clients: typing.Dict[typing.Tuple[str, str], WebClient] = {}
         self._lock = threading.Lock()
 
@@ -116,19 +145,37 @@ class SlackClients:
         )
         return self._call_once(user_client, method, kwargs, trace)
 
-    @staticmethod
-    def _call_once(client, method, kwargs, trace) -> dict:
-        if client is None:
-            return {"ok": False, "error": "no_token_configured"}
-        try:
-            response = client.api_call(method, data=form_fields(kwargs))
-            return dict(response.data) if isinstance(response.data, dict) else {"ok": False, "error": "invalid_response"}
-        except SlackApiError as error:
-            data = error.response.data if error.response is not None else None
-            if isinstance(data, dict):
-                return dict(data)
-            status = getattr(error.response, "status_code", None)
-            return {"ok": False, "error": f"http_{status}" if status else "request_failed"}
-        except (SlackClientError, OSError, ValueError) as error:
-            logger.warning("Slack API call %s failed: %s", method, error, extra=trace or {})
-            return {"ok": False, "error": "request_failed", "detail": str(error)}
+    def _call_once(self, client, method, kwargs, trace) -> dict:
+        """Make one call (slack_sdk may retry it), record its metrics and log Slack's ``error``."""
+        started = time.perf_counter()
+        answer = _api_call(client, method, kwargs, trace)
+        error = None if answer.get("ok") else str(answer.get("error") or "unknown_error")
+        if self.stats is not None:
+            self.stats.slack_call(method, error or "ok", time.perf_counter() - started)
+
+        # request_failed was logged with its cause by _api_call.
+        if error is not None and error != "request_failed":
+            logger.warning(
+                "Slack API %s failed: %s",
+                method,
+                error,
+                extra=dict(trace or {}, api_method=method, api_error=error),
+            )
+        return answer
+
+
+def _api_call(client, method, kwargs, trace) -> dict:
+    if client is None:
+        return {"ok": False, "error": "no_token_configured"}
+    try:
+        response = client.api_call(method, data=form_fields(kwargs))
+        return dict(response.data) if isinstance(response.data, dict) else {"ok": False, "error": "invalid_response"}
+    except SlackApiError as error:
+        data = error.response.data if error.response is not None else None
+        if isinstance(data, dict):
+            return dict(data)
+        status = getattr(error.response, "status_code", None)
+        return {"ok": False, "error": f"http_{status}" if status else "request_failed"}
+    except (SlackClientError, OSError, ValueError) as error:
+        logger.warning("Slack API call %s failed: %s", method, error, extra=trace or {})
+        return {"ok": False, "error": "request_failed", "detail": str(error)}

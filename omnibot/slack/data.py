@@ -1,7 +1,7 @@
 """Cached lookups of Slack users, conversations, emoji and the bot's identity.
 
-Answers come from the cache backend, which the watcher fills in bulk (see
-:mod:`omnibot.slack.directory` for the key layout). Lookups by id read
+Lookups return entries of the cache backend, which the watcher fills in
+bulk (see :mod:`omnibot.slack.directory` for the key layout). Lookups by id read
 through: on a miss, one Web API call fetches the object and stores it.
 Lookups by name have no Slack method to read through, so they answer from
 the cache alone; a lookup by email asks ``users.lookupByEmail``.
@@ -164,12 +164,12 @@ class SlackData:
 
     # -- lookups by name, email and IM user ----------------------------------
 
-    def user_id_by_email(self, bot, email: str) -> typing.Optional[str]:
+    def user_id_by_email(self, bot, email: str, *, read_through: bool = True) -> typing.Optional[str]:
         """Return the id of the active human user with this email, or None.
 
-        The email is compared case-insensitively. A cache miss asks
-        ``users.lookupByEmail`` once (scope ``users:read.email``); deleted and
-        bot users count as not found.
+        The email is compared case-insensitively. A cache miss calls
+        ``users.lookupByEmail`` once (scope ``users:read.email``) unless
+        ``read_through`` is False. Deleted and bot users count as not found.
         """
         address = email.strip().lower() if isinstance(email, str) else ""
         if not address:
@@ -181,6 +181,8 @@ class SlackData:
             user = self._get_json(self.key(team_id, "user", user_id))
             if user is None or (directory.is_listed_user(user) and directory.user_email(user) == address):
                 return user_id
+        if not read_through:
+            return None
 
         answer = self.clients.call(bot, "users.lookupByEmail", {"email": address}, fallback=False, trace=bot.trace)
         if not answer.get("ok"):
@@ -298,8 +300,8 @@ class SlackData:
     def refreshed_at(self, bot, kind: str) -> typing.Optional[float]:
         """Return when ``kind`` (``users``, ``conversations`` or ``emoji``) was last listed in full, as unix seconds.
 
-        None means the cache holds no full listing of that kind, so a miss in
-        its maps says nothing about Slack.
+        None means the cache contains no full listing of that kind, so a miss
+        in its maps does not mean that Slack lacks the name.
         """
         mark = self._get_json(self.key(bot.team.team_id, "directory", kind))
         if isinstance(mark, dict) and isinstance(mark.get("refreshed_at"), (int, float)):
@@ -316,7 +318,7 @@ class BotResolver:
 
     Implements :class:`omnibot.parser.NameResolver` and
     :class:`omnibot.unparser.MarkupResolver`. Create one per message or
-    action, because it never forgets an answer.
+    action, because it keeps every result until it is garbage-collected.
     """
 
     def __init__(self, data: SlackData, bot):

@@ -3,20 +3,22 @@
 Every key has the form ``slack:{<team id>}:<kind>:<name>``. The braces make
 the team id a Redis Cluster hash tag, so all keys of one team share a slot.
 
-==============  ==================================  ==========================================
-kind            name                                value
-==============  ==================================  ==========================================
-``user``        user id                             user object (JSON)
-``user_name``   display name, else ``name``         user id
-``user_email``  profile email, lower-cased          user id
-``channel``     conversation id                     conversation object (JSON)
-``channel_name`` conversation name                  conversation id
-``im_user``     user id of the IM's other member    IM id
-``ims``         ``all``                             JSON list of IM ids from the last full listing
-``emoji``       emoji name                          image URL, ``alias:`` chains resolved
-``directory``   ``users``, ``conversations``,       JSON ``{"refreshed_at": <unix seconds>,
-                ``emoji``                           "count": <entries>}`` of the last full listing
-==============  ==================================  ==========================================
+================  ================================  ==============================================
+kind              name                              value
+================  ================================  ==============================================
+``user``          user id                           user object (JSON)
+``user_name``     display name, else ``name``       user id
+``user_email``    profile email, lower-cased        user id
+``channel``       conversation id                   conversation object (JSON)
+``channel_name``  conversation name                 conversation id
+``im_user``       user id of the IM's other member  IM id
+``ims``           ``all``                           JSON list of IM ids from the last full listing
+``emoji``         emoji name                        image URL, ``alias:`` chains resolved
+``directory``     ``users``, ``conversations``,     JSON ``{"refreshed_at": <unix seconds>,
+                  ``emoji``                         "count": <entries>}`` of the last full listing
+``watcher_run``   ``users``, ``conversations``,     start time of the watcher's last refresh
+                  ``emoji``                         (unix seconds); see :mod:`omnibot.watcher`
+================  ================================  ==============================================
 
 Deleted users, bot users and users without an email get a ``user`` entry but
 no ``user_name`` or ``user_email`` entry, as in Lyft's omnibot. Archived
@@ -24,11 +26,8 @@ conversations keep their ``channel`` entry but get no ``channel_name``.
 """
 
 import json
-import logging
 import time
 import typing
-
-logger = logging.getLogger(__name__)
 
 USERS = "users"
 CONVERSATIONS = "conversations"
@@ -36,7 +35,8 @@ EMOJI = "emoji"
 KINDS = (USERS, CONVERSATIONS, EMOJI)
 """The directory kinds that the watcher lists, in refresh order."""
 
-# Read-through answers live this long; the watcher's entries at least as long.
+# Seconds that entries stored by read-through lookups live. The watcher's
+# entries live at least as long.
 LOOKUP_TTL = 24 * 3600.0
 
 # A watcher entry outlives three refresh periods, so a few failed refreshes

@@ -44,7 +44,7 @@ LISTINGS = {
     ),
     EMOJI: Listing("emoji.list", {}, "emoji"),
 }
-"""The list call of each directory kind, and the response field that holds its page."""
+"""The list call of each directory kind, and the response field that contains its page."""
 
 # Retries of one page. Slack's list methods are rate-limit Tier 2 (about 20
 # calls a minute), so a long listing may meet several 429s in a row.
@@ -200,7 +200,11 @@ def iterate_pages(
         if stop.is_set():
             raise ListingStopped()
         if deadline is not None and time.monotonic() > deadline:
-            raise ListingFailed(listing.method, "timed_out", "the listing took longer than its lock lasts")
+            raise ListingFailed(
+                listing.method,
+                "timed_out",
+                "the listing would outlast its lock; raise list_provider_update_frequency",
+            )
 
         arguments = dict(listing.arguments, limit=page_size)
         if cursor:

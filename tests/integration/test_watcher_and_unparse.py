@@ -25,7 +25,7 @@ from omnibot.watcher import Outcome, Watcher
 from tests.integration.stack import Stack
 from tests.support import BASE_CONFIG, REPO, credentials_env, fresh_event, message_event, wait_until
 
-# The backend fixtures run each test on SQLite and, when Redis answers, on Redis.
+# The backend fixtures run each test on SQLite and, when Redis replies to PING, on Redis.
 from tests.unit.backends.conftest import backend, make_cache, redis_namespace, redis_url  # noqa: F401
 
 ALL_KINDS = ["specials", "channels", "users"]
@@ -193,7 +193,7 @@ def test_only_requested_kinds_unparsed(stack, slack):
     assert args["text"] == "<!here> from @alice in #general"
 
 
-def test_worker_parses_mentions_from_watcher_cache(stack, slack):
+def test_worker_parses_mentions_from_cache(stack, slack):
     ts = post_command(stack, "mentions <@U0OPS0001> in <#G0TEST001>")
 
     calls = stack.wait_calls("record")

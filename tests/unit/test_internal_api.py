@@ -274,7 +274,7 @@ def test_get_user_slack_error_is_502(client, fake_slack):
 def test_get_user_uses_bulk_cache(client, fake_slack, monkeypatch):
     requested = []
 
-    def user_id_by_email(self, bot, email):
+    def user_id_by_email(self, bot, email, read_through=True):
         requested.append(email)
         return "W0TEST002"
 
@@ -289,7 +289,7 @@ def test_get_user_uses_bulk_cache(client, fake_slack, monkeypatch):
 
 
 def test_get_user_bulk_cache_miss_calls_slack(client, fake_slack, monkeypatch):
-    monkeypatch.setattr(SlackData, "user_id_by_email", lambda self, bot, email: None, raising=False)
+    monkeypatch.setattr(SlackData, "user_id_by_email", lambda self, bot, email, read_through=True: None, raising=False)
 
     response = client.get(f"{API}/get_user/test-team/testbot/alice@example.com")
 
@@ -399,6 +399,7 @@ def test_get_channel_slack_error_is_502(client, fake_slack):
 def test_get_channel_uses_bulk_cache(client, fake_slack, monkeypatch):
     names = {"general": "C0TEST001"}
     monkeypatch.setattr(SlackData, "channel_id_by_name", lambda self, bot, name: names.get(name), raising=False)
+    monkeypatch.setattr(SlackData, "refreshed_at", lambda self, bot, kind: 1.0)
 
     found = client.get(f"{API}/get_channel/test-team/testbot/general")
     missing = client.get(f"{API}/get_channel/test-team/testbot/ops-private")
@@ -436,6 +437,7 @@ def test_get_ims_empty(start_with_workspace):
 def test_get_ims_uses_bulk_cache(client, fake_slack, monkeypatch):
     ims = [{"id": "D0BULK001", "is_im": True, "user": "W0TEST002"}]
     monkeypatch.setattr(SlackData, "ims", lambda self, bot: ims, raising=False)
+    monkeypatch.setattr(SlackData, "refreshed_at", lambda self, bot, kind: 1.0)
 
     response = client.get(f"{API}/get_ims/test-team/testbot")
 

@@ -1,13 +1,14 @@
 """SlackData lookups against a fake Slack over HTTP, on SQLite and on Redis caches.
 
 Each test counts the fake's calls to show which lookups read through to
-Slack and which are answered from the cache.
+Slack and which return cache entries alone.
 """
 
 import pytest
 
+from omnibot.callbacks.slash_command_callbacks import bigemoji_callback
 from omnibot.config import load_config_text
-from omnibot.containers import Message
+from omnibot.containers import Message, SlashCommand
 from omnibot.fake_slack import FakeSlack, default_workspace
 from omnibot.processing.processor import Processor
 from omnibot.runtime import Runtime
@@ -17,7 +18,7 @@ from omnibot.watcher import Outcome, Watcher
 from tests import recorders
 from tests.support import BASE_CONFIG, credentials_env, message_event
 
-# The backend fixtures run each test on SQLite and, when Redis answers, on Redis.
+# The backend fixtures run each test on SQLite and, when Redis replies to PING, on Redis.
 from tests.unit.backends.conftest import backend, make_cache, redis_namespace, redis_url  # noqa: F401
 
 REACTION_CONFIG = BASE_CONFIG + """
@@ -127,7 +128,7 @@ def calls_with(fake_slack, method, **args):
 # -- read-through by id --------------------------------------------------------
 
 
-def test_user_read_through_fills_name_and_email_maps(runtime, bot, fake_slack):
+def test_user_read_through_fills_maps(runtime, bot, fake_slack):
     data = runtime.slack_data
 
     user = data.user(bot, "U0TEST001")
@@ -275,20 +276,20 @@ def test_resolver_user_id_never_finds_im(refreshed, bot):
     assert resolver.user_id_by_name("alice") == "U0TEST001"
 
 
-def test_renamed_channel_name_entry_is_ignored(refreshed, bot):
+def test_stale_channel_name_ignored(refreshed, bot):
     # A name entry left behind by a rename points at a conversation now named otherwise.
     refreshed.cache.set(directory.cache_key("T0TEST001", "channel_name", "announcements"), "C0TEST001")
 
     assert refreshed.slack_data.channel_id_by_name(bot, "announcements") is None
 
 
-def test_renamed_user_name_entry_is_ignored(refreshed, bot):
+def test_stale_user_name_ignored(refreshed, bot):
     refreshed.cache.set(directory.cache_key("T0TEST001", "user_name", "alice-old"), "U0TEST001")
 
     assert refreshed.slack_data.user_id_by_name(bot, "alice-old") is None
 
 
-def test_name_lookups_before_refresh_make_no_calls(runtime, bot, fake_slack):
+def test_name_lookups_never_call_slack(runtime, bot, fake_slack):
     data = runtime.slack_data
 
     assert data.user_id_by_name(bot, "alice") is None
@@ -349,13 +350,24 @@ def test_emoji_url(refreshed, bot, fake_slack, name, url):
     assert fake_slack.calls() == []
 
 
-def test_emoji_url_reads_through_once_before_refresh(runtime, bot, fake_slack):
+def test_emoji_url_cold_reads_through_once(runtime, bot, fake_slack):
     data = runtime.slack_data
 
     assert data.emoji_url(bot, "ship_it") == "https://emoji.example.com/shipit.png"
     assert data.emoji_url(bot, "nope") is None
     assert data.emoji_url(bot, "shipit") == "https://emoji.example.com/shipit.png"
     assert len(fake_slack.calls("emoji.list")) == 1
+
+
+def test_bigemoji_posts_cached_alias_url(refreshed, bot, fake_slack):
+    fields = {"command": "/bigemoji", "text": ":ship-it-now:", "user_id": "U0TEST001", "channel_id": "C0TEST001"}
+    container = SlashCommand(bot, fields, bot.trace, refreshed.slack_data)
+
+    result = bigemoji_callback(container)
+
+    image = result["responses"][0]["blocks"][1]
+    assert image["image_url"] == "https://emoji.example.com/shipit.png"
+    assert fake_slack.calls() == []
 
 
 @pytest.mark.parametrize(
@@ -380,7 +392,7 @@ def test_resolve_emoji(emoji, expected):
 # -- message parsing ----------------------------------------------------------------
 
 
-def test_message_mentions_named_after_one_call_each(runtime, bot, fake_slack):
+def test_message_mentions_cost_one_call(runtime, bot, fake_slack):
     text = "<@W0TEST002> see <#G0TEST001> with <!subteam^S0ONCALL1|@oncall>"
 
     first = Message(bot, message_event(text)["event"], bot.trace, runtime.slack_data)
@@ -455,7 +467,7 @@ def test_reaction_handler_checks_own_message(
     assert len(fake_slack.calls("bots.info")) == bots_info_calls
 
 
-def test_reaction_check_uses_cached_message_and_bot(make_runtime, fake_slack, tmp_path, monkeypatch):
+def test_reaction_check_reuses_cache(make_runtime, fake_slack, tmp_path, monkeypatch):
     monkeypatch.setenv("OMNIBOT_TEST_RECORD_FILE", str(tmp_path / "calls.jsonl"))
     processor = Processor(make_runtime(REACTION_CONFIG))
 

@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import threading
+import time
 
 import pytest
 
@@ -16,7 +17,7 @@ from omnibot.slack import directory, listing
 from omnibot.watcher import Outcome, Watcher
 from tests.support import BASE_CONFIG, credentials_env, wait_until
 
-# The backend fixtures run each test on SQLite and, when Redis answers, on Redis.
+# The backend fixtures run each test on SQLite and, when Redis replies to PING, on Redis.
 from tests.unit.backends.conftest import backend, make_cache, redis_namespace, redis_url  # noqa: F401
 
 TEAM_ID = "T0TEST001"
@@ -149,7 +150,7 @@ def test_full_refresh_stores_resolved_emoji(make_runtime):
 # -- once per period across watchers -------------------------------------------------
 
 
-def test_second_pass_within_period_is_skipped(make_runtime, fake_slack):
+def test_second_pass_within_period_skipped(make_runtime, fake_slack):
     watcher = Watcher(make_runtime(), page_size=PAGE_SIZE)
     watcher.run_once()
     fake_slack.clear_calls()
@@ -206,7 +207,7 @@ def test_rate_limit_waits_for_retry_after(make_runtime, fake_slack, caplog):
     assert "users.list: HTTP 429, Retry-After 1 s; retry 1 of 5" in caplog.text
 
 
-def test_rate_limit_on_later_page_keeps_cursor(make_runtime, fake_slack):
+def test_later_page_retry_keeps_cursor(make_runtime, fake_slack):
     watcher = Watcher(make_runtime(), page_size=PAGE_SIZE)
     # Faults apply in order, so the first page gets the no-op delay and the second page the 429.
     fake_slack.add_fault("conversations.list", delay=0.0)
@@ -220,7 +221,7 @@ def test_rate_limit_on_later_page_keeps_cursor(make_runtime, fake_slack):
     assert calls[2]["args"]["cursor"] == calls[1]["args"]["cursor"]
 
 
-def test_failed_refresh_keeps_cache_and_retries_next_period(make_runtime, fake_slack, caplog):
+def test_failed_refresh_retried_next_period(make_runtime, fake_slack, caplog):
     runtime = make_runtime(BASE_CONFIG + "list_provider_update_frequency: 1\n")
     bot = runtime.config.bot("test-team", "testbot")
     watcher = Watcher(runtime, page_size=PAGE_SIZE)
@@ -298,3 +299,32 @@ def test_stop_ends_retry_after_wait(make_runtime, fake_slack):
     assert len(fake_slack.calls("users.list")) == 1
     # The interrupted kind is due again at once for the next watcher.
     assert cached(runtime.cache, "watcher_run", directory.USERS) is None
+
+
+# Retries do not depend on the cache backend, and the backoff makes this test
+# take 1 to 2 seconds, so it runs on SQLite only.
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_server_error_retried_after_backoff(make_runtime, fake_slack):
+    stop = RecordingEvent()
+    fake_slack.add_fault("emoji.list", status=503)
+
+    outcomes = Watcher(make_runtime(), stop_event=stop).run_once()
+
+    assert outcomes[("test-team", "emoji")] is Outcome.REFRESHED
+    assert [call["status"] for call in fake_slack.calls("emoji.list")] == [503, 200]
+    assert len(stop.waits) == 1
+    assert 1.0 <= stop.waits[0] <= 2.0
+
+
+def test_listing_past_deadline_fails(fake_slack):
+    stop = threading.Event()
+    client = listing.build_client("xoxb-test", fake_slack.api_url, stop, {})
+    pages = listing.iterate_pages(
+        client, listing.LISTINGS[directory.USERS], page_size=PAGE_SIZE, stop=stop, deadline=time.monotonic() - 1
+    )
+
+    with pytest.raises(listing.ListingFailed) as failure:
+        next(pages)
+
+    assert failure.value.error == "timed_out"
+    assert fake_slack.calls("users.list") == []

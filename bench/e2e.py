@@ -156,7 +156,7 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
     args = parse_arguments(argv)
     work_dir = tempfile.mkdtemp(prefix="omnibot-bench-e2e-")
     print(describe_host(), flush=True)
-    print(f"logs and data: {work_dir}", flush=True)
+    print(f"logs and data: {work_dir}{'' if args.keep else ' (deleted at the end; pass --keep to keep them)'}", flush=True)
 
     slack = FakeSlackProcess(work_dir).start()
     results = {"host": describe_host(), "settings": vars(args), "runs": []}

@@ -5,9 +5,17 @@
 ``GUNICORN_BIND``, ``GUNICORN_WORKERS``, ``GUNICORN_THREADS``,
 ``GUNICORN_TIMEOUT``, ``GUNICORN_GRACEFUL_TIMEOUT`` and ``GUNICORN_ACCESSLOG``
 override the values below; gunicorn's command-line flags override both.
+
+``PROMETHEUS_MULTIPROC_DIR`` is the folder where the workers write their
+Prometheus metrics, so that ``/metrics`` adds up all workers. When it is
+unset, a new temporary folder is used and removed when gunicorn exits.
 """
 
+import glob
+import logging
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -23,6 +31,43 @@ reuse_port = True
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 
+# prometheus_client picks its multi-process mode when it is first imported,
+# which may be in this master process (preload_app), so the folder is set
+# as gunicorn reads this file.
+_PROMETHEUS_DIR_PREFIX = "omnibot-prometheus-"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_PROMETHEUS_DIR_PREFIX)
+
+
+def on_starting(server):
+    # Values left by an earlier run would be added to this run's counters.
+    for path in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(path)
+
+
+def post_worker_init(worker):
+    logging.getLogger("omnibot.web").info("web worker %d started", worker.pid)
+
+
+def worker_exit(server, worker):
+    logging.getLogger("omnibot.web").info("web worker %d stopped", worker.pid)
+
+
+def child_exit(server, worker):
+    # Drops the exited worker's live gauges (messages in progress); its
+    # counters stay, so totals do not go down when a worker is replaced.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    # Only a folder that this file created is removed.
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    in_temp = os.path.dirname(folder) == tempfile.gettempdir()
+    if in_temp and os.path.basename(folder).startswith(_PROMETHEUS_DIR_PREFIX):
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def when_ready(server):
     # On SIGHUP, check the config file first and keep the running workers
@@ -31,3 +76,6 @@ def when_ready(server):
     from omnibot.reload import guard_gunicorn_reload
 
     guard_gunicorn_reload(server)
+# gunicorn 27 opens a control socket at one fixed path per user, which
+# several omnibot instances on one host would share; omnibot does not use it.
+control_socket_disable = True

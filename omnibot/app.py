@@ -39,9 +39,11 @@ def create_app(runtime: Runtime) -> Flask:
 
 
 def _register_optional_blueprints(app):
-    from omnibot.routes import api
+    from omnibot.routes import api, metrics
 
     app.register_blueprint(api.blueprint)
+    # Registered before the authorization hook, so denied requests are timed too.
+    app.register_blueprint(metrics.blueprint)
 
 
 def _enforce_authorization():

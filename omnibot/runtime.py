@@ -13,6 +13,7 @@ from omnibot import backends
 from omnibot.authnz import envoy_checks
 from omnibot.slack.client import SlackClients
 from omnibot.slack.data import SlackData
+from omnibot.stats import Stats, TimedSlackData
 from omnibot.verification import RequestVerifier
 
 logger = logging.getLogger(__name__)
@@ -26,14 +27,17 @@ class Runtime:
         config: The loaded :class:`omnibot.config.Config`.
         queue: A queue backend; opened from ``settings`` when None.
         cache: A cache backend; opened from ``settings`` when None.
+        fail_fast: Open Redis backends with short timeouts (web processes).
     """
 
-    def __init__(self, settings, config, queue=None, cache=None):
+    def __init__(self, settings, config, queue=None, cache=None, *, fail_fast=False):
         self.settings = settings
+        self.fail_fast = fail_fast
         self._queue = queue
         self._cache = cache
         self._lock = threading.Lock()
-        self.clients = SlackClients(settings.slack_api_url)
+        self.stats = Stats(settings)
+        self.clients = SlackClients(settings.slack_api_url, stats=self.stats)
         self._install(config)
 
     def _install(self, config):
@@ -72,6 +76,7 @@ class Runtime:
                         visibility_timeout=self.settings.visibility_timeout,
                         max_attempts=self.settings.max_attempts,
                         backoff_base=self.settings.retry_backoff_base,
+                        fail_fast=self.fail_fast,
                     )
         return self._queue
 
@@ -80,15 +85,18 @@ class Runtime:
         if self._cache is None:
             with self._lock:
                 if self._cache is None:
-                    self._cache = backends.open_cache(self.settings.cache_url, self.settings.data_dir)
+                    self._cache = backends.open_cache(
+                        self.settings.cache_url, self.settings.data_dir, fail_fast=self.fail_fast
+                    )
         return self._cache
 
     @property
     def slack_data(self) -> SlackData:
-        return SlackData(self.cache, self.clients)
+        return TimedSlackData(self.cache, self.clients, self.stats)
 
     def close(self) -> None:
-        """Close the backends this runtime opened."""
+        """Close the backends this runtime opened and retire this process's live metrics."""
         for backend in (self._queue, self._cache):
             if backend is not None:
                 backend.close()
+        self.stats.close()

@@ -18,11 +18,14 @@ import time
 import typing
 
 from omnibot.errors import BackendUnavailable, CallbackError
-from omnibot.processing.processor import Processor
+from omnibot.processing.processor import Processor, envelope_trace
 
 logger = logging.getLogger(__name__)
 
 MAX_BACKEND_BACKOFF = 30.0
+
+# The outcome of a message whose processing, ack or fail met an unavailable backend.
+STALLED = "stalled"
 
 
 class Worker:
@@ -108,6 +111,19 @@ class Worker:
             ``fail``. The message then stays leased and is delivered again
             after the visibility timeout.
         """
+        kind = delivery.body.get("kind")
+        stats = self.runtime.stats
+        stats.message_received(kind)
+        bot = self.runtime.config.bot_by_app_id(delivery.body.get("app_id"))
+        trace = dict(envelope_trace(bot, delivery.body), message_id=delivery.id, attempt=delivery.attempts)
+
+        with stats.handling_message(kind):
+            outcome = self._handle(delivery, trace)
+        stats.message_finished(kind, outcome)
+        return outcome != STALLED
+
+    def _handle(self, delivery, trace) -> str:
+        """Process, then ack or fail one message; return ``acked``, ``retried``, ``dead_lettered`` or ``stalled``."""
         queue = self.runtime.queue
         try:
             self.processor.process(delivery.body, delivery.id, delivery.attempts)
@@ -120,40 +136,49 @@ class Worker:
                 delivery.id,
                 delivery.attempts,
                 error,
+                extra=trace,
             )
-            return False
+            return STALLED
         except CallbackError as error:
-            return self._fail(queue, delivery, str(error))
+            return self._fail(queue, delivery, str(error), trace)
         except Exception as error:  # noqa: BLE001 - one bad message must not stop the thread
-            logger.exception("processing message %s failed", delivery.id)
-            return self._fail(queue, delivery, f"{type(error).__name__}: {error}")
+            logger.exception("processing message %s failed", delivery.id, extra=trace)
+            return self._fail(queue, delivery, f"{type(error).__name__}: {error}", trace)
 
         try:
             queue.ack(delivery)
         except BackendUnavailable as error:
-            logger.error("could not acknowledge message %s (%s); it will be delivered again", delivery.id, error)
-            return False
-        return True
+            logger.error(
+                "could not acknowledge message %s (%s); it will be delivered again", delivery.id, error, extra=trace
+            )
+            return STALLED
+        return "acked"
 
     @staticmethod
-    def _fail(queue, delivery, error) -> bool:
+    def _fail(queue, delivery, error, trace) -> str:
         try:
             dead = queue.fail(delivery, error)
         except BackendUnavailable as backend_error:
             logger.error(
-                "could not record the failure of message %s (%s); it will be delivered again", delivery.id, backend_error
+                "could not record the failure of message %s (%s); it will be delivered again",
+                delivery.id,
+                backend_error,
+                extra=trace,
             )
-            return False
+            return STALLED
         if dead:
             logger.error(
                 "message %s failed %d times and was moved to the dead-letter store: %s",
                 delivery.id,
                 delivery.attempts,
                 error,
+                extra=trace,
             )
-        else:
-            logger.warning("message %s failed on attempt %d and will be retried: %s", delivery.id, delivery.attempts, error)
-        return True
+            return "dead_lettered"
+        logger.warning(
+            "message %s failed on attempt %d and will be retried: %s", delivery.id, delivery.attempts, error, extra=trace
+        )
+        return "retried"
 
 
 def _next_backoff(previous: float) -> float:

@@ -29,6 +29,13 @@ DEFAULT_REDIS_PREFIX = "omnibot"
 _REDIS_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 
 
+# Redis client settings of a web process: a hung or unreachable Redis must
+# turn into a 503 well within Slack's 3-second limit (about 1 s per command
+# plus one retry), so that Slack retries the delivery later.
+FAIL_FAST_CLIENT = {"socket_timeout": 0.8, "socket_connect_timeout": 0.5, "retries": 1}
+FAIL_FAST_BLOCK_INTERVAL = 0.5
+
+
 def open_queue(
     url: typing.Optional[str],
     data_dir: str,
@@ -37,6 +44,7 @@ def open_queue(
     max_attempts: int = 5,
     backoff_base: float = 1.0,
     backoff_max: float = 300.0,
+    fail_fast: bool = False,
 ) -> Queue:
     """Open the work queue named by ``url`` (the ``QUEUE_URL`` setting).
 
@@ -51,6 +59,9 @@ def open_queue(
         max_attempts: Deliveries after which a failed message is dead-lettered.
         backoff_base: Delay in seconds before the second delivery of a failed message.
         backoff_max: Upper bound in seconds of the delay between deliveries.
+        fail_fast: Use short Redis timeouts and one retry, for the web
+            process, which must answer Slack within 3 seconds even when
+            Redis hangs.
 
     Raises:
         ValueError: When the URL scheme or a setting is not supported.
@@ -73,16 +84,20 @@ def open_queue(
 
     client_url, prefix = _split_redis_prefix(url)
     logger.info("Queue backend: Redis at %s, key prefix %s", redact_url(client_url), prefix)
+    if fail_fast:
+        client = create_client(client_url, **FAIL_FAST_CLIENT)
+        return RedisQueue(client, key_prefix=prefix, block_interval=FAIL_FAST_BLOCK_INTERVAL, **settings)
     return RedisQueue(create_client(client_url), key_prefix=prefix, **settings)
 
 
-def open_cache(url: typing.Optional[str], data_dir: str) -> Cache:
+def open_cache(url: typing.Optional[str], data_dir: str, *, fail_fast: bool = False) -> Cache:
     """Open the cache named by ``url`` (the ``CACHE_URL`` setting).
 
     Args:
         url: None or "" for the SQLite file ``<data_dir>/cache.db``; otherwise
             a URL of the forms :func:`open_queue` accepts.
         data_dir: Directory of the default SQLite file; created when missing.
+        fail_fast: Short Redis timeouts, as for :func:`open_queue`.
 
     Raises:
         ValueError: When the URL scheme is not supported.
@@ -99,7 +114,8 @@ def open_cache(url: typing.Optional[str], data_dir: str) -> Cache:
 
     client_url, prefix = _split_redis_prefix(url)
     logger.info("Cache backend: Redis at %s, key prefix %s", redact_url(client_url), prefix)
-    return RedisCache(create_client(client_url), prefix=f"{prefix}:{{cache}}:")
+    client = create_client(client_url, **FAIL_FAST_CLIENT) if fail_fast else create_client(client_url)
+    return RedisCache(client, prefix=f"{prefix}:{{cache}}:")
 
 
 def _split_redis_prefix(url: str) -> typing.Tuple[str, str]:

@@ -88,7 +88,7 @@ def describe_client(client: redis.Redis) -> str:
 
 @contextlib.contextmanager
 def translate_errors(location: str) -> typing.Iterator[None]:
-    """Turn redis-py connection errors and timeouts inside the block into BackendUnavailable.
+    """Turn redis-py connection errors, timeouts and refusals to write into BackendUnavailable.
 
     Args:
         location: Where the server is, without a password, for the message.
@@ -97,3 +97,11 @@ def translate_errors(location: str) -> typing.Iterator[None]:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise BackendUnavailable(f"Redis at {location} is unavailable: {exc}") from exc
+    except redis.exceptions.ResponseError as exc:
+        # A full Redis under maxmemory-policy noeviction refuses writes with
+        # OOM, and a replica refuses them with READONLY; both pass once the
+        # operator acts, so callers treat them as an outage, not a bug.
+        message = str(exc)
+        if message.startswith(("OOM", "READONLY", "LOADING", "MASTERDOWN")):
+            raise BackendUnavailable(f"Redis at {location} refused the command: {message}") from exc
+        raise

@@ -71,7 +71,13 @@ def _url_verification(runtime, payload, raw, headers, token) -> Answer:
 
 def _queue(runtime, bot, payload, headers) -> Answer:
     event = payload["event"]
-    trace = dict(bot.trace, event_type=event.get("type"), event_ts=event.get("event_ts"))
+    channel = event.get("channel")
+    trace = dict(
+        bot.trace,
+        event_type=event.get("type"),
+        event_ts=event.get("event_ts"),
+        channel_id=channel if isinstance(channel, str) else None,
+    )
     retry = _retry_info(headers)
 
     keys = dedup.event_keys(bot.app_id, payload)
@@ -95,7 +101,8 @@ def _queue(runtime, bot, payload, headers) -> Answer:
         "app_id": bot.app_id,
         "team_id": bot.team.team_id,
         "received_at": time.time(),
-        "payload": payload,
+        # The legacy verification token stays out of the queue and the dead letters.
+        "payload": {name: value for name, value in payload.items() if name != "token"},
         **retry,
     }
     try:
@@ -111,6 +118,8 @@ def _queue(runtime, bot, payload, headers) -> Answer:
         return failure(500, "Failed to queue the event.")
 
     logger.debug("queued event %s as message %s", payload.get("event_id"), message_id, extra=trace)
+    runtime.stats.message_queued(EVENT_KIND, bot.name)
+    runtime.stats.event_acknowledged(event.get("event_ts"), bool(retry))
     return Answer(200, {"status": "success"})
 
 

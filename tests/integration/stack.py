@@ -74,7 +74,7 @@ class Stack:
                 "--bind", f"127.0.0.1:{self.port}",
                 "--workers", str(self.web_workers),
                 "--worker-class", "gthread", "--threads", "4",
-                "--graceful-timeout", "5",
+                "--graceful-timeout", "5", "--no-control-socket",
                 "omnibot.wsgi:app",
             ],
             env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,

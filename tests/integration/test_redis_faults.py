@@ -18,6 +18,7 @@ import uuid
 import pytest
 import redis
 
+from omnibot.backends import open_queue
 from omnibot.backends.redis_cache import RedisCache
 from omnibot.backends.redis_connection import create_client
 from omnibot.backends.sqlite_queue import SqliteQueue
@@ -149,6 +150,8 @@ def stack(redis_server, slack, tmp_path_factory):
         slack.api_url,
         queue_url=redis_server.url,
         cache_url=redis_server.url,
+        # Long enough that the slow handler's message is never delivered twice on a busy machine.
+        env={"QUEUE_VISIBILITY_TIMEOUT": "10"},
     )
     stack.start()
     yield stack
@@ -269,8 +272,12 @@ def test_ack_after_client_kill_mid_message(stack, slack, redis_server):
     with redis_server.client() as client:
         killed = client.execute_command("CLIENT", "KILL", "TYPE", "normal")
     stack.wait_calls("slow_reply", finished_before + 1)
-    # Longer than the stack's 3 s visibility timeout, so a lost ack would show as a second run.
-    stack.settle(5)
+    # The ack deletes the message from the stream; a lost ack would leave it there.
+    queue = open_queue(redis_server.url, stack.env["OMNIBOT_DATA_DIR"])
+    try:
+        wait_until(lambda: queue.depth() == 0, timeout=10, message="the ack of the slow message")
+    finally:
+        queue.close()
 
     assert killed >= 1
     assert len([call for call in stack.calls("slow_reply_started") if call["payload"]["ts"] == event["event"]["ts"]]) == 1

@@ -27,6 +27,7 @@ setup(
         "slack_sdk>=3.27",
         "redis>=5.0",
         "prometheus_client>=0.20",
+        "statsd>=4",
     ],
     extras_require={
         "test": ["pytest>=8", "requests-mock>=1.11", "hypothesis>=6.100", "openapi-core>=0.19"],

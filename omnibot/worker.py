@@ -176,7 +176,11 @@ class Worker:
             )
             return "dead_lettered"
         logger.warning(
-            "message %s failed on attempt %d and will be retried: %s", delivery.id, delivery.attempts, error, extra=trace
+            "message %s failed on attempt %d and will be retried: %s",
+            delivery.id,
+            delivery.attempts,
+            error,
+            extra=trace,
         )
         return "retried"
 

@@ -42,7 +42,7 @@ def accept_event(runtime, raw: bytes, headers) -> Answer:
     config = runtime.config
     team = config.team_by_id(team_id) if isinstance(team_id, str) else None
     if team is None:
-        logger.warning("rejected an event of unsupported team %r", team_id)
+        logger.debug("rejected an event of unsupported team %r", team_id)
         return failure(403, "Unsupported team")
     bot = config.bot_by_app_id(app_id) if isinstance(app_id, str) else None
     if bot is None or bot.team != team:
@@ -50,7 +50,7 @@ def accept_event(runtime, raw: bytes, headers) -> Answer:
         return Answer(200, {"status": "ignored", "warning": "Unsupported bot"})
 
     if not verifier.verify(bot, raw, headers, token if isinstance(token, str) else None):
-        logger.warning("rejected an event for %s/%s: verification failed", team.name, bot.name, extra=bot.trace)
+        logger.debug("rejected an event for %s/%s: verification failed", team.name, bot.name, extra=bot.trace)
         return failure(403, "Request verification failed: bad signature, stale timestamp or wrong token.")
 
     if not isinstance(payload.get("event"), dict):
@@ -63,7 +63,7 @@ def _url_verification(runtime, payload, raw, headers, token) -> Answer:
     challenge = payload.get("challenge")
     bot = runtime.verifier.find_bot(raw, headers, token if isinstance(token, str) else None)
     if bot is None or not isinstance(challenge, str):
-        logger.warning("rejected a url_verification request that no configured app verifies")
+        logger.debug("rejected a url_verification request that no configured app verifies")
         return failure(403, "url_verification failed.")
     logger.info("answered Slack's url_verification challenge for %s/%s", bot.team.name, bot.name)
     return Answer(200, {"challenge": challenge})

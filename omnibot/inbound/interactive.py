@@ -87,7 +87,7 @@ def accept_interactive(runtime, raw: bytes, headers) -> Answer:
 
     payload_type = payload.get("type")
     if payload_type not in interactive_routing.SUPPORTED_TYPES:
-        logger.warning("rejected an interactive payload of unsupported type %r", payload_type)
+        logger.debug("rejected an interactive payload of unsupported type %r", payload_type)
         return failure(400, f"Unsupported type={payload_type} in interactive component.")
 
     token = payload.get("token")
@@ -98,7 +98,7 @@ def accept_interactive(runtime, raw: bytes, headers) -> Answer:
         return failure(403, "No team id found in interactive component.")
     team = runtime.config.team_by_id(team_id)
     if team is None:
-        logger.warning("rejected an interactive payload of unsupported team %r", team_id)
+        logger.debug("rejected an interactive payload of unsupported team %r", team_id)
         return failure(403, "Unsupported team")
 
     bot = identify_bot(runtime, team, payload.get("api_app_id"), raw, headers, token, "interactive component")
@@ -110,6 +110,8 @@ def accept_interactive(runtime, raw: bytes, headers) -> Answer:
         bot.trace,
         component_type=payload_type,
         callback_id=interactive_routing.callback_id_of(payload),
+        trigger_id=payload.get("trigger_id"),
+        channel_id=_field(payload, "channel", "id"),
     )
     if interactive_routing.has_no_actions(payload):
         logger.info("block_actions payload has no actions; no handler is called", extra=trace)

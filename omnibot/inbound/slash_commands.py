@@ -99,13 +99,13 @@ def identify_bot(runtime, team, app_id, raw: bytes, headers, token, what: str):
     if app_id:
         bot = config.bot_by_app_id(app_id) if isinstance(app_id, str) else None
         if bot is None:
-            logger.warning("rejected a %s for app %r, which is not configured", what, app_id)
+            logger.debug("rejected a %s for app %r, which is not configured", what, app_id)
             return failure(403, no_app)
         if bot.team != team:
-            logger.warning("rejected a %s for app %s sent for team %s", what, app_id, team.team_id, extra=bot.trace)
+            logger.debug("rejected a %s for app %s sent for team %s", what, app_id, team.team_id, extra=bot.trace)
             return failure(403, other_team)
         if not verifier.verify(bot, raw, headers, token):
-            logger.warning("rejected a %s for %s/%s: verification failed", what, team.name, bot.name, extra=bot.trace)
+            logger.debug("rejected a %s for %s/%s: verification failed", what, team.name, bot.name, extra=bot.trace)
             return failure(403, VERIFICATION_FAILED)
         return bot
 
@@ -113,9 +113,9 @@ def identify_bot(runtime, team, app_id, raw: bytes, headers, token, what: str):
     if bot is not None:
         return bot
     if verifier.find_bot(raw, headers, token) is not None:
-        logger.warning("rejected a %s for team %s verified by an app of another team", what, team.team_id)
+        logger.debug("rejected a %s for team %s verified by an app of another team", what, team.team_id)
         return failure(403, other_team)
-    logger.warning("rejected a %s for team %s that no configured app verifies", what, team.team_id)
+    logger.debug("rejected a %s for team %s that no configured app verifies", what, team.team_id)
     return failure(403, no_app)
 
 
@@ -177,6 +177,7 @@ def enqueue(runtime, kind: str, bot, payload: typing.Mapping, keys, trace) -> ty
         logger.exception("failed to queue a %s", what, extra=trace)
         return failure(500, f"Failed to queue the {what}.")
     logger.debug("queued a %s as message %s", what, message_id, extra=trace)
+    runtime.stats.message_queued(kind, bot.name)
     return None
 
 
@@ -214,7 +215,7 @@ def accept_slash_command(runtime, raw: bytes, headers) -> Answer:
         return failure(403, "No team_id in slash command.")
     team = runtime.config.team_by_id(team_id)
     if team is None:
-        logger.warning("rejected a slash command of unsupported team %r", team_id)
+        logger.debug("rejected a slash command of unsupported team %r", team_id)
         return failure(403, "Unsupported team")
 
     bot = identify_bot(runtime, team, fields.get("api_app_id"), raw, headers, token, "slash command")
@@ -222,7 +223,7 @@ def accept_slash_command(runtime, raw: bytes, headers) -> Answer:
         return bot
 
     command = fields.get("command") or ""
-    trace = dict(bot.trace, command=command)
+    trace = dict(bot.trace, command=command, trigger_id=fields.get("trigger_id"), channel_id=fields.get("channel_id"))
     handler = bot.slash_command_handler(command)
     if handler is None:
         logger.info("slash command %s has no handler", command, extra=trace)

@@ -4,18 +4,25 @@ Each message kind (``event``, ``slash_command``, ``interactive_component``)
 maps to a method registered in :attr:`Processor.kinds`.
 """
 
+import json
 import logging
+import time
 import typing
 
 from omnibot.containers import InteractiveComponent, Message, Reaction, SlashCommand, Unsupported
 from omnibot.errors import CallbackError
+from omnibot.logs import without_tokens
 from omnibot.processing import callbacks, interactive_routing, matching
 from omnibot.processing.progress import Progress
 from omnibot.processing.results import ResultApplier
+from omnibot.stats import seconds_since
 
 logger = logging.getLogger(__name__)
 
 BUILTIN_HELP = "omnibot.callbacks.message_callbacks:help_callback"
+
+# An event processed this many seconds or more after its event_ts logs a warning.
+LATE_DELIVERY_SECONDS = 20.0
 
 
 class Processor:
@@ -56,16 +63,50 @@ class Processor:
             return
 
         progress = Progress(self.runtime.cache, message_id, attempts)
-        process(bot, envelope, progress)
+        trace = envelope_trace(bot, envelope)
+        if kind == "event":
+            self._observe_delivery(envelope, attempts, trace)
+        if logger.isEnabledFor(logging.DEBUG):
+            payload = json.dumps(without_tokens(envelope.get("payload")), default=str)
+            logger.debug("processing message %s: %s", message_id, payload, extra=trace)
+
+        with self.runtime.stats.processing(kind, _subject(kind, envelope.get("payload"))):
+            process(bot, envelope, progress)
         progress.forget()
+
+    def _observe_delivery(self, envelope, attempts, trace):
+        """Record the event's delay since its event_ts, and warn when it reached :data:`LATE_DELIVERY_SECONDS`."""
+        event = _event_of(envelope.get("payload"))
+        delay = self.runtime.stats.event_delivered(event.get("event_ts"))
+        if delay is None or delay < LATE_DELIVERY_SECONDS:
+            return
+
+        before_ack = seconds_since(event.get("event_ts"), envelope.get("received_at"))
+        logger.warning(
+            "event processed %.1f s after its event_ts "
+            "(acknowledged after %s; Slack retry %s, reason %s; delivery attempt %d)",
+            delay,
+            "an unknown time" if before_ack is None else f"{before_ack:.1f} s",
+            envelope.get("retry_num") or "none",
+            envelope.get("retry_reason") or "none",
+            attempts,
+            extra=dict(
+                trace,
+                delay_ms=int(delay * 1000),
+                retry_num=envelope.get("retry_num"),
+                retry_reason=envelope.get("retry_reason"),
+                attempt=attempts,
+            ),
+        )
 
     # -- events ------------------------------------------------------------
 
     def _process_event(self, bot, envelope, progress):
         event = envelope["payload"].get("event") or {}
         event_type = event.get("type")
-        trace = dict(bot.trace, event_type=event_type, event_ts=event.get("event_ts"))
+        trace = envelope_trace(bot, envelope)
         data = self.runtime.slack_data
+        stats = self.runtime.stats
 
         try:
             if event_type in ("message", "app_mention"):
@@ -76,17 +117,22 @@ class Processor:
                 matches = self._reaction_matches(container)
             else:
                 logger.debug("ignored an event of type %s", event_type, extra=trace)
+                stats.event_outcome("unsupported")
                 return
         except Unsupported as reason:
             logger.debug("ignored event: %s", reason, extra=trace)
+            stats.event_outcome("unsupported")
             return
 
         if matches:
+            stats.event_outcome("handled")
             self.run_matches(container, matches, progress)
         elif isinstance(container, Message) and container.directed and not container.is_reply:
+            stats.event_outcome("defaulted")
             self._help(container, progress)
         else:
             logger.debug("no handler matched", extra=container.event_trace)
+            stats.event_outcome("ignored")
 
     def _reaction_matches(self, reaction):
         matches = matching.match_reaction(reaction)
@@ -116,7 +162,7 @@ class Processor:
     def _process_slash_command(self, bot, envelope, progress):
         fields = envelope["payload"]
         command = fields.get("command")
-        trace = dict(bot.trace, command=command)
+        trace = envelope_trace(bot, envelope)
         handler = bot.slash_command_handler(command) if isinstance(command, str) else None
         if handler is None:
             logger.warning("dropped slash command %s: the config in force has no handler for it", command, extra=trace)
@@ -131,11 +177,7 @@ class Processor:
 
     def _process_interactive_component(self, bot, envelope, progress):
         payload = envelope["payload"]
-        trace = dict(
-            bot.trace,
-            component_type=payload.get("type"),
-            callback_id=interactive_routing.callback_id_of(payload),
-        )
+        trace = envelope_trace(bot, envelope)
         route = interactive_routing.find_route(bot.interactive_handlers, payload, trace)
         if route is None:
             logger.warning("dropped an interactive payload: the config in force has no handler for it", extra=trace)
@@ -175,26 +217,107 @@ class Processor:
             CallbackError: One or more callbacks raised; the progress record
                 is saved first so the retry skips the finished ones.
         """
+        if not keyed_specs:
+            return
         failure = None
-        for key, spec in keyed_specs:
-            if progress.is_done(key):
-                logger.info("skipped callback %s: it finished on an earlier attempt", spec.module, extra=container.event_trace)
-                continue
-            trace = dict(container.event_trace, callback=spec.module)
-            logger.info("calling callback %s", spec.module, extra=trace)
-            try:
-                result = callbacks.call(spec, container, timeout=self.runtime.settings.callback_timeout)
-            except CallbackError as error:
-                logger.error("%s", error, exc_info=error.__cause__, extra=trace)
-                failure = error
-                continue
-            if result:
-                self.results.apply(container, result, response_type)
-            progress.mark_done(key)
+        finished = False
+        started = time.perf_counter()
+        try:
+            for key, spec in keyed_specs:
+                if progress.is_done(key):
+                    logger.info(
+                        "skipped callback %s: it finished on an earlier attempt",
+                        spec.module,
+                        extra=dict(container.event_trace, handler=_handler_label(key), callback=spec.module),
+                    )
+                    continue
+                error = self._run_callback(container, key, spec, progress, response_type)
+                if error is not None:
+                    failure = error
+            finished = True
+        finally:
+            succeeded = finished and failure is None
+            handler = _handler_label(keyed_specs[0][0])
+            self.runtime.stats.handler_finished(handler, time.perf_counter() - started, succeeded)
 
         if failure is not None:
             progress.save()
             raise failure
+
+    def _run_callback(self, container, key, spec, progress, response_type) -> typing.Optional[CallbackError]:
+        """Call one callback and apply its result; return its error instead of raising it."""
+        trace = dict(container.event_trace, handler=_handler_label(key), callback=spec.module)
+        logger.info("calling callback %s", spec.module, extra=trace)
+        started = time.perf_counter()
+        try:
+            result = callbacks.call(spec, container, timeout=self.runtime.settings.callback_timeout)
+        except CallbackError as error:
+            self.runtime.stats.callback_finished(spec.module, time.perf_counter() - started, False)
+            logger.error("%s", error, exc_info=error.__cause__, extra=trace)
+            return error
+
+        self.runtime.stats.callback_finished(spec.module, time.perf_counter() - started, True)
+        if result:
+            self.results.apply(container, result, response_type)
+        progress.mark_done(key)
+        return None
+
+
+def envelope_trace(bot, envelope: typing.Mapping) -> typing.Dict[str, typing.Any]:
+    """Return the logging context of a queued message: its bot and the ids of its payload.
+
+    Args:
+        bot: The message's bot, or None when the config in force lacks it
+            (the context then names only the app id as ``bot_id``).
+    """
+    trace = dict(bot.trace) if bot is not None else {"bot_id": envelope.get("app_id")}
+    kind = envelope.get("kind")
+    payload = envelope.get("payload")
+    payload = payload if isinstance(payload, dict) else {}
+
+    if kind == "event":
+        event = _event_of(payload)
+        channel = event.get("channel")
+        trace.update(
+            event_type=event.get("type"),
+            event_ts=event.get("event_ts"),
+            channel_id=channel if isinstance(channel, str) else None,
+        )
+    elif kind == "slash_command":
+        trace.update(
+            command=payload.get("command"),
+            trigger_id=payload.get("trigger_id"),
+            channel_id=payload.get("channel_id"),
+        )
+    elif kind == "interactive_component":
+        channel = payload.get("channel")
+        trace.update(
+            component_type=payload.get("type"),
+            callback_id=interactive_routing.callback_id_of(payload),
+            trigger_id=payload.get("trigger_id"),
+            channel_id=channel.get("id") if isinstance(channel, dict) else None,
+        )
+    return trace
+
+
+def _event_of(payload) -> typing.Mapping:
+    event = payload.get("event") if isinstance(payload, dict) else None
+    return event if isinstance(event, dict) else {}
+
+
+def _subject(kind, payload) -> typing.Any:
+    """Return the name that omnibot's per-message statsd counters end with: event type, command or callback_id."""
+    payload = payload if isinstance(payload, dict) else {}
+    if kind == "event":
+        return _event_of(payload).get("type")
+    if kind == "slash_command":
+        return payload.get("command")
+    return interactive_routing.callback_id_of(payload)
+
+
+def _handler_label(callback_key: str) -> str:
+    """Return the handler part of a progress key such as ``message_handlers[2]#0``, or ``help``."""
+    return callback_key.rsplit("#", 1)[0]
 
 
 def _queued_specs(handler):

@@ -3,6 +3,8 @@
 The queue is the one the worker uses: QUEUE_URL, or the SQLite file under
 --data-dir ($OMNIBOT_DATA_DIR, default ./var). Replayed messages go back to
 the queue with their attempts reset, and a running worker processes them.
+--config is accepted as by every command but not read, because QUEUE_URL
+and --data-dir alone select the queue.
 """
 
 import argparse
@@ -23,7 +25,7 @@ _AGE_FORM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 # Dead letters read per round by ``replay --all``.
 REPLAY_BATCH = 500
 
-# Characters of the last error shown per line by ``list``; ``show`` prints all of it.
+# Characters of the last error shown per line by ``list``. ``show`` prints all of it.
 LIST_ERROR_WIDTH = 80
 
 REDACTED = "<redacted>"
@@ -110,14 +112,14 @@ def list_dead_letters(queue, args, out, err) -> int:
         return 0
 
     print(file=out)
-    print(f"{'ID':32}  {'FAILED AT (UTC)':20}  {'AGE':>5}  {'ATTEMPTS':>8}  {'WHAT':30}  LAST ERROR", file=out)
+    print(f"{'ID':32}  {'FAILED AT (UTC)':20}  {'AGE':>5}  {'ATTEMPTS':>8}  {'TYPE':30}  LAST ERROR", file=out)
     now = time.time()
     for letter in letters:
-        what = describe_body(letter.body)
+        description = describe_body(letter.body)
         error = one_line(letter.error, LIST_ERROR_WIDTH)
         print(
             f"{letter.id:32}  {format_time(letter.failed_at):20}  {format_age(now - letter.failed_at):>5}"
-            f"  {letter.attempts:>8}  {what[:30]:30}  {error}",
+            f"  {letter.attempts:>8}  {description[:30]:30}  {error}",
             file=out,
         )
     if total > len(letters):
@@ -139,7 +141,7 @@ def show_dead_letter(queue, args, out, err) -> int:
         return 0
 
     print(f"id:         {letter.id}", file=out)
-    print(f"what:       {describe_body(letter.body)}", file=out)
+    print(f"type:       {describe_body(letter.body)}", file=out)
     print(f"failed at:  {format_time(letter.failed_at)} UTC ({format_age(time.time() - letter.failed_at)} ago)", file=out)
     print(f"attempts:   {letter.attempts}", file=out)
     print(f"last error: {letter.error}", file=out)
@@ -267,7 +269,7 @@ def summary(letter) -> dict:
     payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
     return {
         "id": letter.id,
-        "what": describe_body(body),
+        "type": describe_body(body),
         "app_id": body.get("app_id"),
         "team_id": body.get("team_id"),
         "event_id": payload.get("event_id"),
@@ -279,7 +281,7 @@ def summary(letter) -> dict:
 
 
 def redact_tokens(value):
-    """Return a copy of ``value`` with every ``token`` field replaced, because it holds the legacy verification token."""
+    """Return a copy of ``value`` with every ``token`` field replaced, because it contains the legacy verification token."""
     if isinstance(value, dict):
         return {key: REDACTED if key == "token" else redact_tokens(item) for key, item in value.items()}
     if isinstance(value, list):

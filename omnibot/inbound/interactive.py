@@ -87,8 +87,10 @@ def accept_interactive(runtime, raw: bytes, headers) -> Answer:
 
     payload_type = payload.get("type")
     if payload_type not in interactive_routing.SUPPORTED_TYPES:
-        logger.debug("rejected an interactive payload of unsupported type %r", payload_type)
-        return failure(400, f"Unsupported type={payload_type} in interactive component.")
+        shown = str(payload_type)
+        shown = shown if len(shown) <= 64 else shown[:61] + "..."
+        logger.debug("rejected an interactive payload of unsupported type %s", shown)
+        return failure(400, f"Unsupported type={shown} in interactive component.")
 
     token = payload.get("token")
     if not has_credentials(runtime, headers, token):

@@ -108,9 +108,9 @@ def _checked(spec, container, result) -> typing.Optional[dict]:
 
 
 class _Outcome:
-    """What a callback thread hands to the waiting thread, guarded by one lock.
+    """The result or exception that a callback thread hands to the waiting thread.
 
-    The lock makes "the callback finished" and "the waiter gave up" exclusive,
+    One lock makes "the callback finished" and "the waiter gave up" exclusive,
     so a result stored after the deadline is never read by the waiter.
     """
 
@@ -156,8 +156,8 @@ def _call_with_deadline(name: str, function: typing.Callable[[], typing.Any], ti
 
     if outcome.abandoned:
         raise CallbackError(
-            f"callback {name} timed out after {timeout:g} s (CALLBACK_TIMEOUT); "
-            f"{still_running} timed-out callback(s) still running in this process"
+            f"callback {name} timed out after {timeout:g} s (CALLBACK_TIMEOUT), "
+            f"and {still_running} timed-out callback(s) are still running in this process"
         )
 
     if outcome.error is not None:
@@ -173,7 +173,7 @@ def _log_late_finish(name, elapsed, timeout, error, trace) -> None:
     still_running = _abandoned.remove()
     ending = f"raised {type(error).__name__}" if error is not None else "returned"
     logger.warning(
-        "callback %s %s %.1f s after it started, %.1f s past its deadline; the result is discarded "
+        "callback %s %s %.1f s after it started, %.1f s past its deadline, so its result is discarded "
         "(%d timed-out callback(s) still running)",
         name,
         ending,

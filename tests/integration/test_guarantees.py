@@ -9,13 +9,18 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import types
 import uuid
 
 import pytest
 import requests
 
+from omnibot.config.model import CallbackSpec
+from omnibot.errors import CallbackError
 from omnibot.fake_slack import FakeSlack
+from omnibot.processing import callbacks
 from tests import recorders
 from tests.integration.stack import Stack
 from tests.support import BASE_CONFIG, LEGACY_TOKEN, REPO, message_event, signed, wait_until
@@ -73,14 +78,17 @@ def stack(slack, tmp_path_factory):
     env = {
         "QUEUE_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
         "CALLBACK_TIMEOUT": str(CALLBACK_TIMEOUT),
-        # Longer than the slack_sdk retries of one Slack call (about 4 s for two 5xx answers),
+        # Longer than the slack_sdk retries of one Slack call (about 4 s after two 5xx responses),
         # so a message is never leased twice while its first worker still handles it.
         "QUEUE_VISIBILITY_TIMEOUT": "15",
     }
     stack = Stack(folder, config, slack.api_url, env=env)
-    stack.start()
-    yield stack
-    stack.stop()
+    # A start that fails half-way still stops the processes it started.
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +172,9 @@ def test_slash_command_retry_runs_once(stack):
 
     assert first.status_code == 200
     assert retry.status_code == 200
-    calls = lambda: [c for c in stack.calls("record") if c["payload"].get("trigger_id") == trigger_id]  # noqa: E731
+    def calls():
+        return [call for call in stack.calls("record") if call["payload"].get("trigger_id") == trigger_id]
+
     wait_until(calls)
     stack.settle()
     assert len(calls()) == 1
@@ -287,7 +297,7 @@ def test_failed_action_lets_next_run(stack, slack):
     assert [call["error"] for call in reactions] == ["invalid_name"]
     stack.settle()
     assert len(thread_posts(slack, ts, "after the failed action")) == 1
-    assert f"Slack API reactions.add failed: invalid_name" in log_of(stack, "worker0.log")
+    assert "Slack API reactions.add failed: invalid_name" in log_of(stack, "worker0.log")
 
 
 # -- callback faults and dead letters -----------------------------------------------
@@ -310,7 +320,7 @@ def test_timed_out_callback_result_discarded(stack, slack):
     stack.post_event(message_event("<@U0BOT0001> slowpoke", ts=ts))
 
     wait_until(lambda: thread_posts(slack, ts, "on time"))
-    # The abandoned first attempt returns later; its result must not reach Slack.
+    # The abandoned first attempt returns later, and its result must not reach Slack.
     wait_until(lambda: calls_for(stack, "slow_first_returned", ts), timeout=SLOW_FIRST_SECONDS + 10)
     stack.settle()
     assert thread_posts(slack, ts, "late result") == []
@@ -318,7 +328,7 @@ def test_timed_out_callback_result_discarded(stack, slack):
     assert len(calls_for(stack, "slow_first", ts)) == 2
     worker_log = log_of(stack, "worker0.log")
     assert f"timed out after {CALLBACK_TIMEOUT} s" in worker_log
-    assert "the result is discarded" in worker_log
+    assert "its result is discarded" in worker_log
 
 
 def test_dead_letter_replayed_once_fixed(stack, slack):
@@ -344,6 +354,48 @@ def test_dead_letter_replayed_once_fixed(stack, slack):
     # The callback that finished before the message was dead-lettered is not run again.
     assert len(thread_posts(slack, ts, "doomed first step")) == 1
     assert dead_letters_of(stack, body["event_id"]) == []
+
+
+# -- the deadline itself, in this process ----------------------------------------------
+
+
+def _spec(function):
+    return CallbackSpec(module=f"tests.integration.test_guarantees:{function.__name__}", kwargs={}, function=function)
+
+
+def test_deadline_discards_late_result():
+    release = threading.Event()
+    finished = threading.Event()
+    baseline = callbacks.abandoned_count()
+
+    def late(container):
+        release.wait(10)
+        finished.set()
+        return {"actions": [{"action": "chat.postMessage", "kwargs": {"text": "late"}}]}
+
+    with pytest.raises(CallbackError, match="timed out after 0.05 s"):
+        callbacks.call(_spec(late), types.SimpleNamespace(event_trace={}), timeout=0.05)
+
+    assert callbacks.abandoned_count() == baseline + 1
+    release.set()
+    assert finished.wait(10)
+    wait_until(lambda: callbacks.abandoned_count() == baseline)
+
+
+def test_deadline_passes_result_and_errors():
+    def quick(container):
+        return {"thread": threading.current_thread().name}
+
+    def broken(container):
+        raise KeyError("user")
+
+    container = types.SimpleNamespace(event_trace={})
+
+    assert callbacks.call(_spec(quick), container, timeout=5) == {"thread": "omnibot-callback"}
+    assert callbacks.call(_spec(quick), container) == {"thread": threading.current_thread().name}
+    with pytest.raises(CallbackError, match="raised KeyError") as raised:
+        callbacks.call(_spec(broken), container, timeout=5)
+    assert isinstance(raised.value.__cause__, KeyError)
 
 
 # -- callbacks that the worker imports from this module ------------------------------

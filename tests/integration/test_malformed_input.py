@@ -1,9 +1,9 @@
 """Malformed requests to every route of omnibot under gunicorn: never a 5xx, always a JSON error.
 
-Hypothesis generates the requests: bodies that are not JSON, JSON of the
-wrong shape, valid Slack bodies with fields removed or of the wrong type,
-huge strings, deeply nested JSON, invalid UTF-8, wrong content types,
-wrong methods and broken form encodings. Each request to a Slack route is
+Hypothesis generates the requests. Their bodies are not JSON, JSON of the
+wrong shape, or valid Slack bodies with fields removed or of the wrong type.
+Others carry huge strings, deeply nested JSON, invalid UTF-8, a wrong
+content type, a wrong method or a broken form encoding. Each request to a Slack route is
 signed correctly or not, so both the verification and the code behind it
 see the input.
 
@@ -32,6 +32,9 @@ from tests.support import APP_ID, BASE_CONFIG, LEGACY_TOKEN, TEAM_ID, credential
 
 EXAMPLES_PER_ROUTE = 100
 
+# The authorization checks let every route through, so each one's own code sees the input.
+CONFIG = BASE_CONFIG.replace('paths: ["^/api/"]', 'paths: ["^/api/", "^/metrics$", "^/static/"]')
+
 HANDLERS = """
 handlers:
   message_handlers:
@@ -53,6 +56,7 @@ handlers:
 # fails when the app gains a route that is missing here.
 ROUTES = {
     "/healthcheck": ("GET",),
+    "/metrics": ("GET",),
     "/static/<path:filename>": ("GET",),
     "/api/v1/slack/event": ("POST",),
     "/api/v1/slack/slash_command": ("POST",),
@@ -63,12 +67,13 @@ ROUTES = {
     "/api/v1/slack/get_ims/<team_name>/<bot_name>": ("GET",),
     "/api/v1/slack/send_im/<team_name>/<bot_name>/<email>": ("POST",),
     "/api/v2/slack/action/<team_name>/<bot_name>": ("POST",),
+    "/metrics": ("GET",),
 }
 
 SLACK_ROUTES = ("/api/v1/slack/event", "/api/v1/slack/slash_command", "/api/v1/slack/interactive")
 
 # Path values that reach the configured team, bot, users and channels, so the
-# code behind the lookups runs as well as the "not found" answers.
+# code behind the lookups runs as well as the "not found" responses.
 KNOWN_PATH_VALUES = {
     "team_name": ("test-team",),
     "bot_name": ("testbot",),
@@ -274,10 +279,13 @@ def slack():
 
 @pytest.fixture(scope="module")
 def stack(slack, tmp_path_factory):
-    stack = Stack(str(tmp_path_factory.mktemp("malformed")), BASE_CONFIG + HANDLERS, slack.api_url)
-    stack.start()
-    yield stack
-    stack.stop()
+    stack = Stack(str(tmp_path_factory.mktemp("malformed")), CONFIG + HANDLERS, slack.api_url)
+    # A start that fails half-way still stops the processes it started.
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 def booted_workers(stack):
@@ -287,7 +295,7 @@ def booted_workers(stack):
 
 def test_route_table_is_complete(tmp_path):
     config_path = tmp_path / "omnibot.yaml"
-    config_path.write_text(BASE_CONFIG + HANDLERS, encoding="utf-8")
+    config_path.write_text(CONFIG + HANDLERS, encoding="utf-8")
     environ = credentials_env()
     app_settings = Settings.from_env(environ, config_file=str(config_path), data_dir=str(tmp_path))
     app = create_app(Runtime(app_settings, load_config(str(config_path), environ)))

@@ -1,4 +1,4 @@
-"""SIGTERM to the web process, a worker and ``omnibot serve``: work in hand finishes, then the process exits.
+"""SIGTERM to gunicorn, a worker, the watcher and ``omnibot serve``: work in hand finishes, then the process exits.
 
 A SIGKILLed worker loses nothing either; that case is
 ``test_killed_worker_leaves_message_for_next_worker`` in test_events.py.
@@ -48,9 +48,12 @@ def stack(slack, tmp_path_factory):
     # Leases outlast every callback here, so only a stopped worker makes the queue deliver a message again.
     env = {"QUEUE_VISIBILITY_TIMEOUT": "5"}
     stack = Stack(str(tmp_path_factory.mktemp("shutdown")), BASE_CONFIG + HANDLERS, slack.api_url, env=env, workers=0)
-    stack.start()
-    yield stack
-    stack.stop()
+    # A start that fails half-way still stops the processes it started.
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +105,7 @@ def test_worker_sigterm_finishes_message(stack, slack):
     assert worker.wait(timeout=20) == 0
     assert len(thread_posts(slack, ts, "slow done")) == 1
     assert len(started(stack, ts)) == 1
-    # Acknowledged before the exit, so the queue holds nothing to deliver again.
+    # Acknowledged before the exit, so the queue contains nothing to deliver again.
     queue = SqliteQueue(os.path.join(stack.tmp_path, "data", "queue.db"))
     try:
         assert queue.depth() == 0
@@ -156,6 +159,30 @@ def test_gunicorn_sigterm_finishes_request(stack, slack):
         requests.get(stack.url + "/healthcheck", timeout=2)
 
     stack.start_web()
+
+
+def test_watcher_sigterm_finishes_page(stack, slack):
+    # The first users.list page takes 2 s, so SIGTERM arrives while it is in flight.
+    slack.add_fault("users.list", delay=2, times=1)
+    log_path = os.path.join(stack.tmp_path, "watcher.log")
+    with open(log_path, "ab") as log:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "omnibot", "watcher"], env=stack.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: slack.calls("users.list"), timeout=30, message="the watcher's users.list call")
+
+        watcher.send_signal(signal.SIGTERM)
+
+        assert watcher.wait(timeout=20) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        text = log.read()
+    assert f"omnibot watcher {watcher.pid} stopped" in text
+    assert "still running" not in text
 
 
 def test_serve_sigterm_finishes_message(slack, tmp_path):

@@ -177,14 +177,14 @@ def test_show_unknown_id_fails(queue, capsys):
 
 def test_replay_one_puts_it_back(queue, capsys):
     replayed = dead_letter(queue, event_body("EvReplay"))
-    kept = dead_letter(queue, event_body("EvKept"))
+    untouched = dead_letter(queue, event_body("EvUntouched"))
 
     status, out, _ = run_dlq(capsys, "replay", replayed)
 
     assert status == 0
     assert f"replayed {replayed}" in out
     assert queue.dead_letter(replayed) is None
-    assert queue.dead_letter(kept) is not None
+    assert queue.dead_letter(untouched) is not None
     delivery = queue.get(timeout=2)
     assert delivery.id == replayed
     assert delivery.attempts == 1

@@ -61,9 +61,14 @@ class Stack:
     # -- processes ---------------------------------------------------------
 
     def start(self):
-        self.start_web()
-        for _ in range(self.worker_count):
-            self.start_worker()
+        """Start gunicorn and the workers; on failure stop whatever started, then raise."""
+        try:
+            self.start_web()
+            for _ in range(self.worker_count):
+                self.start_worker()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def start_web(self):

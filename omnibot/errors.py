@@ -6,10 +6,17 @@ class OmnibotError(Exception):
 
 
 class ConfigError(OmnibotError):
-    """The config file has errors; ``problems`` lists each one."""
+    """The config file has errors.
 
-    def __init__(self, problems):
+    Attributes:
+        problems: Each error, in file order.
+        warnings: The warnings found in the same pass; a typo reported as an
+            unknown key often explains a "missing required key" error.
+    """
+
+    def __init__(self, problems, warnings=()):
         self.problems = list(problems)
+        self.warnings = list(warnings)
         lines = "\n".join(str(problem) for problem in self.problems)
         super().__init__(f"invalid config ({len(self.problems)} errors):\n{lines}")
 

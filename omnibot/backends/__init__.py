@@ -164,6 +164,17 @@ def _scheme(kind: str, url: typing.Optional[str]) -> str:
     return scheme
 
 
+def sqlite_queue_path(url: typing.Optional[str], data_dir: str) -> typing.Optional[str]:
+    """Return the SQLite file ``open_queue(url, data_dir)`` would use, or None for a Redis URL.
+
+    Unlike :func:`open_queue`, this creates nothing, so tools can check that
+    a queue exists before opening it.
+    """
+    if _scheme("queue", url) != _SQLITE_SCHEME:
+        return None
+    return os.path.abspath(os.path.join(data_dir, "queue.db") if not url else _path_of_sqlite_url(url))
+
+
 def _sqlite_path(url: typing.Optional[str], data_dir: str, default_name: str) -> str:
     """Return the database file of a sqlite URL and create its directory.
 

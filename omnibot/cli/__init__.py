@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
-        sub = commands.add_parser(name, help=module.__doc__.strip().splitlines()[0], description=module.__doc__)
+        # The docstrings use reStructuredText literals; a terminal shows plain text.
+        doc = module.__doc__.replace("``", "")
+        sub = commands.add_parser(name, help=doc.strip().splitlines()[0], description=doc)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

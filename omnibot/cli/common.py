@@ -21,7 +21,8 @@ def runtime_or_exit(settings):
     try:
         return build_runtime(settings)
     except ConfigError as error:
-        for problem in error.problems:
+        problems = sorted(error.problems + error.warnings, key=lambda problem: getattr(problem, "line", None) or 0)
+        for problem in problems:
             print(problem, file=sys.stderr)
         print(f"omnibot: config has {len(error.problems)} error(s); not starting", file=sys.stderr)
         sys.exit(1)

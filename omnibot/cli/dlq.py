@@ -9,6 +9,7 @@ and --data-dir alone select the queue.
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -68,6 +69,19 @@ def run(args, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
     settings = settings_from_args(args, data_dir=args.data_dir)
+
+    try:
+        path = backends.sqlite_queue_path(settings.queue_url, settings.data_dir)
+    except ValueError as error:
+        print(f"omnibot dlq: invalid queue setting: {error}", file=err)
+        return 1
+    if path is not None and not os.path.exists(path):
+        print(
+            f"omnibot dlq: no queue at {path}; run from omnibot's working directory, "
+            "or pass --data-dir or set OMNIBOT_DATA_DIR or QUEUE_URL",
+            file=err,
+        )
+        return 1
 
     try:
         queue = backends.open_queue(

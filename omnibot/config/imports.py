@@ -26,6 +26,7 @@ def import_callable(spec: str) -> typing.Callable:
             message carries the original error), or has no such callable.
     """
     module_name, _, function_name = spec.partition(":")
+    already_imported = module_name in sys.modules
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -41,7 +42,12 @@ def import_callable(spec: str) -> typing.Callable:
 
     function = getattr(module, function_name, None)
     if function is None:
-        raise ImportProblem(f"module {module_name!r} has no attribute {function_name!r}")
+        hint = ""
+        if already_imported:
+            # A reload reads the YAML again but Python keeps the module it
+            # imported before, so a function added to the file since is unseen.
+            hint = "; the module was imported before this load, so restart the process to pick up new functions"
+        raise ImportProblem(f"module {module_name!r} has no attribute {function_name!r}{hint}")
     if not callable(function):
         raise ImportProblem(f"{spec!r} is not callable")
     return function

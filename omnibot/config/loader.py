@@ -15,6 +15,7 @@ from omnibot.config.problems import ERROR, WARNING, Problem, format_path
 from omnibot.config.schema import Validator
 from omnibot.config.yaml_source import YamlSyntaxError, parse_with_lines
 from omnibot.errors import ConfigError
+from omnibot.processing import matching
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def load_config_text(
     config, problems = check_config_text(text, path, environ, import_callbacks=import_callbacks)
     errors = [problem for problem in problems if problem.is_error]
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError(errors, [problem for problem in problems if not problem.is_error])
 
     for problem in config.warnings:
         logger.warning("config: %s", problem)
@@ -121,7 +122,7 @@ def check_config_text(
 
 
 def _fill_routing_tables(bots, handlers):
-    """Append each handler to the tables of the bots it names, in config order."""
+    """Append each handler to the tables of the bots it names, in config order, then index each bot's message handlers."""
     for handler in handlers:
         for bot_key in sorted(handler.bots):
             bot = bots.get(bot_key)
@@ -133,6 +134,10 @@ def _fill_routing_tables(bots, handlers):
                 bot.slash_command_handlers.setdefault(handler.command, []).append(handler)
             else:
                 bot.interactive_handlers.append(handler)
+
+    # Built here, once per load, so that no message pays for it.
+    for bot in bots.values():
+        matching.routes_of(bot)
 
 
 def _in_file_order(problems):

@@ -41,6 +41,7 @@ def queue_url(request, tmp_path, monkeypatch):
 def queue(queue_url, tmp_path):
     """The queue that ``omnibot dlq`` opens, with one attempt per message, so one failure dead-letters it."""
     opened = backends.open_queue(queue_url, str(tmp_path / "data"), max_attempts=1)
+    opened.depth()  # creates the SQLite file, as the first event would
     yield opened
     opened.close()
 
@@ -359,3 +360,14 @@ def test_invalid_queue_url_fails(monkeypatch, capsys):
 
     assert status == 1
     assert "invalid queue setting" in err
+
+
+def test_missing_sqlite_queue_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OMNIBOT_DATA_DIR", str(tmp_path / "elsewhere"))
+
+    status, out, err = run_dlq(capsys, "list")
+
+    assert status == 1
+    assert out == ""
+    assert "no queue at" in err
+    assert not (tmp_path / "elsewhere").exists()

@@ -215,6 +215,7 @@ def start_gunicorn(
     args: typing.Sequence[str] = ("-w", "2", "-k", "gthread", "--threads", "4"),
     app: str = "omnibot.wsgi:app",
     health_path: str = "/healthcheck",
+    python: str = sys.executable,
 ) -> typing.Tuple[ChildProcess, str]:
     """Start gunicorn on a free loopback port and wait until ``health_path`` returns 2xx.
 
@@ -222,12 +223,13 @@ def start_gunicorn(
         env: The environment of the web process (CONFIG_FILE, backends, credentials).
         args: gunicorn options besides ``--bind``. The control socket is turned off,
             so benchmarks never clash with another gunicorn over its default path.
+        python: The interpreter whose gunicorn runs the app, such as a peer's venv.
 
     Returns:
         The process and its base URL.
     """
     port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--no-control-socket", *args, app]
+    argv = [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--no-control-socket", *args, app]
     process = ChildProcess("gunicorn", argv, os.path.join(log_dir, "gunicorn.log"), env=dict(env)).start()
     url = f"http://127.0.0.1:{port}"
 
@@ -388,6 +390,86 @@ def run_load(
     for thread in threads:
         thread.join()
     return LoadResult(statuses=statuses, started=started_wall, finished=time.time(), sent=count)
+
+
+# -- peer venvs ----------------------------------------------------------------
+
+# Folder of the peers' venvs; override it with this environment variable.
+VENV_ROOT_VARIABLE = "OMNIBOT_BENCH_VENVS"
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer's venv could not be created or its packages could not be installed."""
+
+
+def peer_python(name: str, install_steps: typing.Sequence[typing.Sequence[str]]) -> str:
+    """Return the interpreter of the venv ``name``, creating it on first use.
+
+    Each step is a list of ``pip install`` arguments, run in order. A venv
+    whose recorded steps differ from ``install_steps`` is built again, and a
+    failed build leaves no venv behind, so the next run tries again.
+
+    Raises:
+        PeerUnavailable: venv creation or a pip step failed; the message ends with pip's last output lines.
+    """
+    root = os.environ.get(VENV_ROOT_VARIABLE) or os.path.join(os.path.expanduser("~"), ".cache", "omnibot-bench", "venvs")
+    folder = os.path.join(root, name)
+    python = os.path.join(folder, "bin", "python")
+    marker = os.path.join(folder, "installed-steps.json")
+    expected_steps = json.dumps([list(step) for step in install_steps])
+
+    try:
+        with open(marker, encoding="utf-8") as recorded:
+            if recorded.read() == expected_steps:
+                return python
+    except OSError:
+        pass
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(root, exist_ok=True)
+    commands = [[sys.executable, "-m", "venv", folder]]
+    commands += [[python, "-m", "pip", "install", "--quiet", *step] for step in install_steps]
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-8:])
+            raise PeerUnavailable(f"{' '.join(command[1:])} failed with exit status {done.returncode}:\n{tail}")
+
+    with open(marker, "w", encoding="utf-8") as recorded:
+        recorded.write(expected_steps)
+    return python
+
+
+def installed_version(python: str, distribution: str) -> str:
+    """Return the version of ``distribution`` in the environment of ``python``, or ``"not installed"``."""
+    code = f"import importlib.metadata as m\ntry: print(m.version({distribution!r}))\nexcept m.PackageNotFoundError: print('not installed')"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "unknown"
+
+
+# -- the machine ---------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    """Return the first ``model name`` of /proc/cpuinfo, or ``"unknown CPU"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def load_average() -> str:
+    """Return the 1, 5 and 15 minute load averages as ``"1.20 0.80 0.50"``.
+
+    On a shared machine other programs compete with a benchmark, so each
+    benchmark prints this before every measurement.
+    """
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 # -- reporting -----------------------------------------------------------------

@@ -116,6 +116,15 @@ class Cache(abc.ABC):
     def add(self, key: str, value: str, ttl: float) -> bool:
         """Store ``value`` only when ``key`` is absent; True when it was stored (atomic)."""
 
+    def add_all(self, keys: typing.Sequence[str], value: str, ttl: float) -> bool:
+        """Store ``value`` under each of ``keys`` that is absent; True when every key was stored.
+
+        Keys that were stored stay stored when another key was present. The
+        default calls :meth:`add` for each key and stops at the first present
+        one; backends override it to need one round trip.
+        """
+        return all(self.add(key, value, ttl) for key in keys)
+
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove ``key`` when present."""

@@ -95,6 +95,27 @@ class RedisCache(Cache):
         with translate_errors(self._location):
             return bool(self._client.set(self._data_prefix + key, value, px=expiry_ms, nx=True))
 
+    def add_all(self, keys: typing.Sequence[str], value: str, ttl: float) -> bool:
+        """Store ``value`` under each of ``keys`` that is missing (SET NX each, one round trip); True when every key was stored.
+
+        Keys that were stored stay stored when another key was present.
+
+        Raises:
+            TypeError: When ``value`` is not a str.
+            ValueError: When ``ttl`` is not positive.
+        """
+        expiry_ms = _expiry_ms(ttl)
+        for key in keys:
+            _check_value(key, value)
+        if not keys:
+            return True
+
+        with translate_errors(self._location):
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.set(self._data_prefix + key, value, px=expiry_ms, nx=True)
+            return all(pipe.execute())
+
     def delete(self, key: str) -> None:
         """Remove ``key`` when present."""
         with translate_errors(self._location):

@@ -113,19 +113,42 @@ class SqliteCache(Cache):
             TypeError: When ``value`` is not a str.
             ValueError: When ``ttl`` is not positive.
         """
+        return self.add_all([key], value, ttl)
+
+    def add_all(self, keys: typing.Sequence[str], value: str, ttl: float) -> bool:
+        """Store ``value`` under each of ``keys`` that is missing or expired; True when every key was stored.
+
+        One INSERT ... ON CONFLICT statement, so the write lock is held for a
+        single statement. Keys that were stored stay stored when another key
+        was present.
+
+        Raises:
+            TypeError: When ``value`` is not a str.
+            ValueError: When ``ttl`` is not positive.
+        """
         now = time.time()
         expires_at = _expires_at(ttl, now)
-        _checked_value(key, value)
+        unique = list(dict.fromkeys(keys))
+        for key in unique:
+            _checked_value(key, value)
+        if not unique:
+            return True
 
-        with self._db.write_transaction() as conn:
-            conn.execute("DELETE FROM cache_entries WHERE key = ? AND expires_at <= ?", (key, now))
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO cache_entries (key, value, expires_at) VALUES (?, ?, ?)",
-                (key, value, expires_at),
-            )
+        rows = ", ".join(["(?, ?, ?)"] * len(unique))
+        parameters = [item for key in unique for item in (key, value, expires_at)]
+        parameters.append(now)
+
+        # The update runs only for an expired row, so the change count is the number of keys stored.
+        with self._db.connection() as conn:
+            stored = conn.execute(
+                f"INSERT INTO cache_entries (key, value, expires_at) VALUES {rows}"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+                " WHERE cache_entries.expires_at <= ?",
+                parameters,
+            ).rowcount
             self._purge_expired_if_due(conn, now)
 
-        return cursor.rowcount == 1
+        return stored == len(unique)
 
     def delete(self, key: str) -> None:
         """Remove ``key`` when present."""

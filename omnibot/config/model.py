@@ -106,6 +106,8 @@ class Bot:
         default_factory=dict
     )
     interactive_handlers: typing.List[Handler] = dataclasses.field(default_factory=list)
+    # The index of message_handlers (omnibot.processing.matching.MessageRoutes), built by the loader.
+    message_routes: typing.Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> typing.Tuple[str, str]:

@@ -35,15 +35,12 @@ def interaction_key(app_id: str, kind: str, trigger_id: typing.Optional[str]) ->
 
 
 def claim(cache, keys: typing.Sequence[str], ttl: float) -> bool:
-    """Claim every key; return False when one was already claimed (a duplicate).
+    """Claim every key in one cache round trip; return False when one was already claimed (a duplicate).
 
-    Keys claimed before the duplicate was found stay claimed, which is
-    harmless because they describe the same delivery.
+    The other keys may stay claimed, which is harmless because they
+    describe the same delivery.
     """
-    for key in keys:
-        if not cache.add(key, "1", ttl):
-            return False
-    return True
+    return cache.add_all(keys, "1", ttl)
 
 
 def release(cache, keys: typing.Sequence[str]) -> None:

@@ -9,6 +9,8 @@ cache backend; later ones find it taken.
 import logging
 import typing
 
+from omnibot.errors import BackendUnavailable
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,6 +46,13 @@ def claim(cache, keys: typing.Sequence[str], ttl: float) -> bool:
 
 
 def release(cache, keys: typing.Sequence[str]) -> None:
-    """Forget claimed keys, so that Slack's retry of a delivery that failed to queue is accepted."""
-    for key in keys:
-        cache.delete(key)
+    """Forget claimed keys, so that Slack's retry of a delivery that failed to queue is accepted.
+
+    A cache that is unavailable too is logged, not raised: the caller is
+    already answering with an error, and the keys expire on their own.
+    """
+    try:
+        for key in keys:
+            cache.delete(key)
+    except BackendUnavailable:
+        logger.warning("could not release de-duplication keys %s; Slack's retry may be dropped until they expire", keys)

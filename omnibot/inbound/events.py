@@ -109,11 +109,11 @@ def _queue(runtime, bot, payload, headers) -> Answer:
         message_id = runtime.queue.put(envelope)
     except BackendUnavailable:
         # The cache is often the same Redis as the queue and down too, so releasing may fail as well.
-        _release_quietly(runtime, keys)
+        dedup.release(runtime.cache, keys)
         logger.error("queue backend unavailable; answering 503 so Slack retries", extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
-        _release_quietly(runtime, keys)
+        dedup.release(runtime.cache, keys)
         logger.exception("failed to queue event %s", payload.get("event_id"), extra=trace)
         return failure(500, "Failed to queue the event.")
 
@@ -121,13 +121,6 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     runtime.stats.message_queued(EVENT_KIND, bot.name)
     runtime.stats.event_acknowledged(event.get("event_ts"), bool(retry))
     return Answer(200, {"status": "success"})
-
-
-def _release_quietly(runtime, keys):
-    try:
-        dedup.release(runtime.cache, keys)
-    except BackendUnavailable:
-        logger.warning("could not release de-duplication keys %s", keys)
 
 
 def _retry_info(headers) -> typing.Dict[str, typing.Any]:

@@ -169,23 +169,16 @@ def enqueue(runtime, kind: str, bot, payload: typing.Mapping, keys, trace) -> ty
     try:
         message_id = runtime.queue.put(envelope)
     except BackendUnavailable:
-        _release_quietly(runtime, keys)
+        dedup.release(runtime.cache, keys)
         logger.error("queue backend unavailable; responding 503", extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
-        _release_quietly(runtime, keys)
+        dedup.release(runtime.cache, keys)
         logger.exception("failed to queue a %s", what, extra=trace)
         return failure(500, f"Failed to queue the {what}.")
     logger.debug("queued a %s as message %s", what, message_id, extra=trace)
     runtime.stats.message_queued(kind, bot.name)
     return None
-
-
-def _release_quietly(runtime, keys):
-    try:
-        dedup.release(runtime.cache, keys)
-    except BackendUnavailable:
-        logger.warning("could not release de-duplication keys %s", keys)
 
 
 # -- the slash command entry point -------------------------------------------

@@ -1,8 +1,8 @@
 """``omnibot worker``: threads that take messages from the queue and process them.
 
 Each thread leases one message at a time, so on SIGTERM a worker stops
-taking new messages, finishes the ones in hand and exits; a message it never
-acknowledged (because the process was killed) is delivered again after the
+taking new messages, finishes the ones in hand and exits. A message it never
+acknowledged, because the process was killed, is delivered again after the
 visibility timeout.
 
 When the queue or cache backend is unavailable (``BackendUnavailable``), a

@@ -1,8 +1,8 @@
 """Load and validate the YAML config, reporting every problem with its line.
 
-Policy: a problem that makes a handler unusable or ambiguous is an error and
-the load fails; a key omnibot would have ignored is a warning and the load
-goes on.
+Policy: a problem that makes a handler unusable or ambiguous is an error,
+and the load fails. A key omnibot would have ignored is a warning, and the
+load goes on.
 """
 
 import logging
@@ -77,7 +77,7 @@ def check_config_text(
 
     Returns:
         ``(config, problems)``: config is None when there are errors;
-        problems holds every error and warning in file order.
+        problems contains every error and warning in file order.
     """
     environ = os.environ if environ is None else environ
     try:

@@ -49,7 +49,7 @@ def release(cache, keys: typing.Sequence[str]) -> None:
     """Forget claimed keys, so that Slack's retry of a delivery that failed to queue is accepted.
 
     A cache that is unavailable too is logged, not raised: the caller is
-    already answering with an error, and the keys expire on their own.
+    already responding with an error, and the keys expire on their own.
     """
     try:
         for key in keys:

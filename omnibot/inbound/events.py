@@ -13,7 +13,7 @@ EVENT_KIND = "event"
 
 
 def accept_event(runtime, raw: bytes, headers) -> Answer:
-    """Answer one Events API request.
+    """Verify, de-duplicate and queue one Events API request, and return the response.
 
     The checks run in omnibot's order, and each failure has omnibot's body.
     A verified event is de-duplicated and queued before the 200 is sent.
@@ -65,7 +65,7 @@ def _url_verification(runtime, payload, raw, headers, token) -> Answer:
     if bot is None or not isinstance(challenge, str):
         logger.debug("rejected a url_verification request that no configured app verifies")
         return failure(403, "url_verification failed.")
-    logger.info("answered Slack's url_verification challenge for %s/%s", bot.team.name, bot.name)
+    logger.info("returned Slack's url_verification challenge for %s/%s", bot.team.name, bot.name)
     return Answer(200, {"challenge": challenge})
 
 
@@ -84,7 +84,7 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     try:
         fresh = dedup.claim(runtime.cache, keys, runtime.settings.dedup_ttl)
     except BackendUnavailable:
-        logger.error("cache backend unavailable; answering 503 so Slack retries", extra=trace)
+        logger.error("cache backend unavailable; responding 503 so Slack retries", extra=trace)
         return failure(503, "Cache backend unavailable; retry later.")
     if not fresh:
         logger.info(
@@ -110,7 +110,7 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     except BackendUnavailable:
         # The cache is often the same Redis as the queue and down too, so releasing may fail as well.
         dedup.release(runtime.cache, keys)
-        logger.error("queue backend unavailable; answering 503 so Slack retries", extra=trace)
+        logger.error("queue backend unavailable; responding 503 so Slack retries", extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
         dedup.release(runtime.cache, keys)

@@ -1,4 +1,4 @@
-"""Which handlers a message or reaction reaches, by omnibot's rules.
+"""Handler matching for messages and reactions, by omnibot's rules.
 
 - Command handlers see directed messages (a DM, or text starting with the
   bot's mention), or with ``match_mention`` any message that mentions the

@@ -12,14 +12,14 @@ from omnibot.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-# Routes that answer without authorization checks (load balancer probes).
+# Routes that respond without authorization checks (load balancer probes).
 OPEN_PATHS = frozenset({"/healthcheck"})
 
 
 def create_app(runtime: Runtime) -> Flask:
     """Build the web app around ``runtime``.
 
-    Every route answers JSON, errors included. Request bodies larger than
+    Every route responds with JSON, errors included. Request bodies larger than
     ``settings.max_body_bytes`` get 413 before they are read.
     """
     app = Flask("omnibot")

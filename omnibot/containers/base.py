@@ -1,4 +1,4 @@
-"""What every container gives a callback: ``payload``, ``bot`` and ``event_trace``."""
+"""The base of every container: ``payload``, ``bot`` and ``event_trace``, as callbacks receive them."""
 
 import typing
 
@@ -12,7 +12,7 @@ class Container:
 
     Attributes:
         payload: A JSON-serialisable dict; this is what callbacks read and
-            what ``http_callback`` POSTs. It never holds credentials.
+            what ``http_callback`` POSTs. It never contains credentials.
         bot: The :class:`omnibot.config.Bot` that received the payload.
         event_trace: The logging context of this payload (team, bot, ids).
     """

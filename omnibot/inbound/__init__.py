@@ -11,7 +11,7 @@ import typing
 
 @dataclasses.dataclass
 class Answer:
-    """The HTTP answer to a Slack request: status, JSON body (None for an empty body), headers."""
+    """The HTTP response to a Slack request: status, JSON body (None for an empty body), headers."""
 
     status: int
     body: typing.Optional[typing.Any] = None
@@ -19,7 +19,7 @@ class Answer:
 
 
 def failure(status: int, error: str, **headers) -> Answer:
-    """Return omnibot's error answer ``{"status": "failure", "error": ...}``."""
+    """Return omnibot's error response ``{"status": "failure", "error": ...}``."""
     return Answer(status, {"status": "failure", "error": error}, dict(headers))
 
 

@@ -9,14 +9,12 @@ import typing
 from omnibot.containers.interactive_component import InteractiveComponent
 from omnibot.inbound import Answer, BadRequest, decode_json_object, dedup, dialogs, failure
 from omnibot.inbound.slash_commands import (
-    FormError,
     claim,
-    decode_form,
     enqueue,
     handler_answer,
     has_credentials,
     identify_bot,
-    is_ssl_check,
+    read_form,
 )
 from omnibot.processing import interactive_routing
 
@@ -70,13 +68,9 @@ def accept_interactive(runtime, raw: bytes, headers) -> Answer:
     dialog is opened, its synchronous callbacks run (their merged dict is
     the response body) and the payload is queued for its other callbacks.
     """
-    try:
-        fields = decode_form(raw, headers)
-    except FormError as error:
-        return failure(error.status, str(error))
-    if is_ssl_check(fields):
-        logger.debug("acknowledged Slack's SSL check; the rest of the body is ignored")
-        return Answer(200)
+    fields, early = read_form(raw, headers)
+    if early is not None:
+        return early
 
     if "payload" not in fields:
         return failure(400, "Missing the payload form field.")

@@ -70,6 +70,23 @@ def decode_form(raw: bytes, headers) -> typing.Dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
+def read_form(raw: bytes, headers) -> typing.Tuple[typing.Dict[str, str], typing.Optional[Answer]]:
+    """Decode a form body; return its fields, or the response that ends the request.
+
+    A body that cannot be decoded gets its 4xx. Slack's SSL check gets an
+    empty 200, and nothing else in that body is processed, because the
+    check is unsigned.
+    """
+    try:
+        fields = decode_form(raw, headers)
+    except FormError as error:
+        return {}, failure(error.status, str(error))
+    if is_ssl_check(fields):
+        logger.debug("acknowledged Slack's SSL check; the rest of the body is ignored")
+        return fields, Answer(200)
+    return fields, None
+
+
 def is_ssl_check(fields: typing.Mapping[str, str]) -> bool:
     """Return whether the form is Slack's unsigned SSL check, which gets an empty 200 response and is otherwise ignored."""
     return "ssl_check" in fields
@@ -192,13 +209,9 @@ def accept_slash_command(runtime, raw: bytes, headers) -> Answer:
     dialog is opened, its synchronous callbacks run (their merged dict is
     the response body) and the command is queued for its other callbacks.
     """
-    try:
-        fields = decode_form(raw, headers)
-    except FormError as error:
-        return failure(error.status, str(error))
-    if is_ssl_check(fields):
-        logger.debug("acknowledged Slack's SSL check")
-        return Answer(200)
+    fields, early = read_form(raw, headers)
+    if early is not None:
+        return early
 
     token = fields.get("token")
     if not has_credentials(runtime, headers, token):

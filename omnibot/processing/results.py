@@ -49,7 +49,7 @@ class ResultApplier:
             self.perform_action(container, action)
 
     def perform_action(self, container, action) -> typing.Optional[dict]:
-        """Call one Slack Web API method; return Slack's answer, or None when the action is malformed."""
+        """Call one Slack Web API method; return Slack's response, or None when the action is malformed."""
         trace = container.event_trace
         if not isinstance(action, dict) or not isinstance(action.get("action"), str):
             logger.error("skipped a malformed action (needs an 'action' string): %r", _short(action), extra=trace)
@@ -90,7 +90,7 @@ class ResultApplier:
             logger.error("posting to response_url failed: %s", type(error).__name__, extra=trace)
             return False
         if answer.status_code >= 400:
-            logger.error("response_url answered HTTP %s", answer.status_code, extra=trace)
+            logger.error("response_url returned HTTP %s", answer.status_code, extra=trace)
             return False
         return True
 

@@ -1,7 +1,7 @@
 """Slack Web API clients, one per bot and token kind, with retries.
 
 Rate limits (HTTP 429) wait for ``Retry-After``; connection errors and 5xx
-answers are retried with exponential backoff. All of it is done by
+responses are retried with exponential backoff. All of it is done by
 slack_sdk's retry handlers.
 """
 
@@ -123,7 +123,7 @@ class SlackClients:
         return client
 
     def call(self, bot, method: str, kwargs: typing.Mapping, *, fallback: bool = True, trace=None) -> dict:
-        """Call ``method`` as ``bot`` and return Slack's answer as a dict.
+        """Call ``method`` as ``bot`` and return Slack's response as a dict.
 
         When the bot token fails with an error in
         :data:`USER_TOKEN_FALLBACK_ERRORS` and the bot has a user token, the

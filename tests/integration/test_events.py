@@ -262,7 +262,7 @@ def test_bad_results_are_skipped(stack, slack):
     assert len(stack.calls("not_a_dict")) == 1
 
 
-# -- error answers -----------------------------------------------------------
+# -- error responses -----------------------------------------------------------
 
 
 def test_url_verification_echoes_challenge(stack):
@@ -321,7 +321,7 @@ def test_wrong_signature_is_rejected(stack):
     assert response.json()["status"] == "failure"
 
 
-def test_legacy_token_without_signature_is_rejected_when_secret_is_set(stack):
+def test_unsigned_token_rejected_with_secret(stack):
     response = stack.post_event(message_event("<@U0BOT0001> status x"), sign=False)
 
     assert response.status_code == 403

@@ -225,7 +225,7 @@ def test_failed_response_url_keeps_actions(stack, slack, status):
     calls = wait_until(lambda: hook_calls(slack, f"fail-{status}"), message="the failing response_url post")
     assert calls[0]["status"] == status
     wait_until(lambda: len(posts_with(slack, "handled")) > posted_before, message="the chat.postMessage")
-    wait_until(lambda: f"response_url answered HTTP {status}" in stack.logs(), message=f"the HTTP {status} log line")
+    wait_until(lambda: f"response_url returned HTTP {status}" in stack.logs(), message=f"the HTTP {status} log line")
 
 
 def test_chained_slash_dialog_interactive(stack, slack):

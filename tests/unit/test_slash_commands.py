@@ -386,7 +386,7 @@ def test_worker_failed_response_url_still_runs_actions(client, runtime, slack, c
 
     assert [call["status"] for call in slack.calls("response_url")] == [500]
     assert len(slack.calls("chat.postMessage")) == 1
-    assert "response_url answered HTTP 500" in caplog.text
+    assert "response_url returned HTTP 500" in caplog.text
 
 
 def test_worker_response_url_timeout_logged(client, runtime, slack, caplog, monkeypatch):

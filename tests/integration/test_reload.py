@@ -157,6 +157,12 @@ class ConfiguredGunicornStack(Stack):
             return log.read()
 
 
+def stopped_web_workers(stack):
+    """Count the "web worker N stopped" lines that config/gunicorn.conf.py logs."""
+    log = stack.log_text("web.log")
+    return sum(1 for line in log.splitlines() if "web worker" in line and line.rstrip().endswith("stopped"))
+
+
 def test_gunicorn_and_worker_reload_on_sighup(tmp_path, fake_slack):
     stack = ConfiguredGunicornStack(str(tmp_path), INITIAL, fake_slack.api_url).start()
     try:
@@ -187,6 +193,10 @@ def test_gunicorn_and_worker_reload_on_sighup(tmp_path, fake_slack):
         stack.workers[0].send_signal(signal.SIGHUP)
         wait_until(lambda: "Hang up: Master" in stack.log_text("web.log"), message="gunicorn's reload")
         wait_until(lambda: "config reloaded from" in stack.log_text("worker0.log"), message="the worker's reload")
+        # The old web worker closes its kept-alive connections as it exits,
+        # so the next request waits for it and goes out on a new connection.
+        wait_until(lambda: stopped_web_workers(stack) >= 1, message="the old web worker's exit")
+        stack.session.close()
         wait_until(stack._healthy, message="gunicorn after its reload")
         send("<@U0BOT0001> hello")
         wait_reply(fake_slack, "hi there")

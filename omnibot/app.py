@@ -15,12 +15,17 @@ logger = logging.getLogger(__name__)
 # Routes that respond without authorization checks (load balancer probes).
 OPEN_PATHS = frozenset({"/healthcheck"})
 
+BACKEND_UNAVAILABLE_ERROR = "A queue or cache backend is unavailable; retry later."
+INTERNAL_ERROR = "Internal error; see the omnibot logs."
+
 
 def create_app(runtime: Runtime) -> Flask:
     """Build the web app around ``runtime``.
 
     Every route responds with JSON, errors included. Request bodies larger than
-    ``settings.max_body_bytes`` get 413 before they are read.
+    ``settings.max_body_bytes`` get 413 before they are read. Slack events
+    go through :class:`omnibot.event_fast_path.EventFastPath` first, which
+    answers them without Flask when Flask would give the same answer.
     """
     app = Flask("omnibot")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes
@@ -35,6 +40,10 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(BackendUnavailable, _backend_unavailable)
     app.register_error_handler(Exception, _unexpected_error)
+
+    from omnibot.event_fast_path import EventFastPath
+
+    app.wsgi_app = EventFastPath(app.wsgi_app, runtime)
     return app
 
 
@@ -88,11 +97,11 @@ def _backend_unavailable(error: BackendUnavailable):
     # queue or cache is likely back by then. The error names the backend's
     # host and port but never its password.
     logger.error("backend unavailable on %s %s: %s", request.method, request.path, error)
-    response = jsonify(status="failure", error="A queue or cache backend is unavailable; retry later.")
+    response = jsonify(status="failure", error=BACKEND_UNAVAILABLE_ERROR)
     response.status_code = 503
     return response
 
 
 def _unexpected_error(error: Exception):
     logger.exception("unexpected error on %s %s", request.method, request.path)
-    return jsonify(status="failure", error="Internal error; see the omnibot logs."), 500
+    return jsonify(status="failure", error=INTERNAL_ERROR), 500

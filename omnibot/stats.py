@@ -114,6 +114,9 @@ class Stats:
         # overwrite each other's counts; omnibot builds one Runtime per process.
         self.registry = None if self.multiprocess_dir else CollectorRegistry(auto_describe=True)
         self.metrics = _PrometheusMetrics(self.registry)
+        # Label children of the per-request metrics, so that the request path
+        # skips prometheus_client's label validation after the first use.
+        self._children: typing.Dict[tuple, typing.Any] = {}
 
     # -- generic statsd ----------------------------------------------------
 
@@ -133,7 +136,7 @@ class Stats:
         """Count a message put on the queue: ``sqs.sent`` and ``sqs.<bot>.sent``."""
         self.incr("sqs.sent")
         self.incr(f"sqs.{metric_name_part(bot_name)}.sent")
-        self.metrics.queued.labels(kind, bot_name).inc()
+        self._child(self.metrics.queued, kind, bot_name).inc()
 
     def event_acknowledged(self, event_ts: typing.Any, retried: bool) -> typing.Optional[float]:
         """Record the delay from an event's ``event_ts`` to its acknowledgement.
@@ -149,7 +152,7 @@ class Stats:
             return None
         name = "pre_sqs_delivery_retry_latency" if retried else "pre_sqs_delivery_latency"
         self.timing(name, int(delay * 1000))
-        self.metrics.ack_delay.labels("true" if retried else "false").observe(max(0.0, delay))
+        self._child(self.metrics.ack_delay, "true" if retried else "false").observe(max(0.0, delay))
         return delay
 
     # -- worker: messages --------------------------------------------------
@@ -254,8 +257,17 @@ class Stats:
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one HTTP request and the status of its response; ``route`` is the URL rule, not the path."""
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.request_duration.labels(method, route, str(status)).observe(seconds)
+        self._child(self.metrics.requests, method, route, status).inc()
+        self._child(self.metrics.request_duration, method, route, status).observe(seconds)
+
+    def _child(self, metric, *labels):
+        """Return ``metric.labels(*labels)`` (labels turned to str), kept after the first call."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*(str(label) for label in labels))
+            self._children[key] = child
+        return child
 
     def render(self, runtime=None) -> typing.Tuple[bytes, str]:
         """Return the Prometheus text exposition and its content type.

@@ -112,6 +112,33 @@ def denial_reason(checks: typing.Sequence) -> typing.Optional[str]:
     return None
 
 
+def decision_by_path(checks: typing.Sequence, path: str) -> typing.Optional[bool]:
+    """Return the checks' answer for ``path`` when every check reads the path alone, else None.
+
+    Only :func:`allowed_paths` is known to read nothing but the path. With
+    any other check, with no checks, or with kwargs that
+    :func:`allowed_paths` would reject, the answer needs the full request
+    and this returns None. The result is the one :func:`denial_reason`
+    would reach, so a caller may keep it for as long as ``checks`` stay in force.
+    """
+    if not checks:
+        return None
+    for check in checks:
+        if check.function is not allowed_paths or set(check.kwargs) != {"paths"}:
+            return None
+        paths = check.kwargs["paths"]
+        if isinstance(paths, str):
+            paths = [paths]
+        if not isinstance(paths, (list, tuple)) or not all(isinstance(item, str) for item in paths):
+            return None
+        try:
+            if not path_matches(path, paths):
+                return False
+        except ValueError:
+            return None
+    return True
+
+
 def caller_identity(checks: typing.Sequence) -> str:
     """Return the caller identity of the current request for logs, or ``unknown``.
 

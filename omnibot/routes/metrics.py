@@ -72,19 +72,27 @@ def _finish_request(response):
 def _log_rejection(response):
     body = response.get_json(silent=True)
     reason = body.get("error") if isinstance(body, dict) else None
-    app_id, team_id = _slack_ids(request.get_data(cache=True), request.content_type or "")
+    log_rejection(request.method, request.path, response.status_code, reason, request.get_data(cache=True), request.content_type or "")
+
+
+def log_rejection(method: str, path: str, status: int, reason, raw: bytes, content_type: str) -> None:
+    """Log one Slack request that omnibot rejected, with the app and team ids found in ``raw``.
+
+    Only ids that look like Slack ids are logged; nothing else of the body is.
+    """
+    app_id, team_id = _slack_ids(raw, content_type)
     logger.warning(
         "rejected %s %s with %d: %s (app %s, team %s)",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         reason or "no reason given",
         app_id or "unknown",
         team_id or "unknown",
         extra={
-            "path": request.path,
-            "method": request.method,
-            "status": response.status_code,
+            "path": path,
+            "method": method,
+            "status": status,
             "reason": reason,
             "app_id": app_id,
             "team_id": team_id,

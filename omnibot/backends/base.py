@@ -47,6 +47,21 @@ class Queue(abc.ABC):
         """Store ``body`` durably and return its message id."""
 
     @abc.abstractmethod
+    def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
+        """Claim every key of ``claims`` for ``ttl`` seconds and store ``body``, as one atomic step.
+
+        When a key is already claimed and its claim has not expired, nothing
+        is stored and None is returned: the body is a duplicate. Otherwise
+        the keys are claimed, the body is stored durably, and its message id
+        is returned. A failure stores and claims nothing, so a retry of the
+        same body is accepted. Claims live beside the messages, so every
+        process putting on one queue sees the same claims.
+
+        Raises:
+            ValueError: When ``ttl`` is not positive.
+        """
+
+    @abc.abstractmethod
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
         """Lease the next ready message, waiting up to ``timeout`` seconds; None when none came."""
 

@@ -146,6 +146,25 @@ end
 return removed
 """
 
+# Appends a message unless one of its claim keys exists, and then sets them
+# all. The existence check comes first and XADD before SET, so an error stores
+# neither the message nor the claims. Claim keys share the stream's hash tag,
+# so on Redis Cluster every key of the script is in one slot.
+# KEYS: stream, claim keys...; ARGV: claim ttl in ms, encoded message
+# Returns the stream length, or -1 for a duplicate.
+_PUT_UNLESS_CLAIMED_SCRIPT = """
+for i = 2, #KEYS do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+        return -1
+    end
+end
+redis.call('XADD', KEYS[1], '*', 'message', ARGV[2])
+for i = 2, #KEYS do
+    redis.call('SET', KEYS[i], '1', 'PX', ARGV[1])
+end
+return redis.call('XLEN', KEYS[1])
+"""
+
 # XAUTOCLAIM with COUNT 1 inspects at most 10 PEL entries per call (checked on Redis 7.0).
 # get() makes at most this many calls before it turns to new messages, and the
 # next get() continues the scan where this one stopped.
@@ -229,6 +248,7 @@ class RedisQueue(Queue):
         self._delayed_messages = f"{key_prefix}:{{{name}}}:delayed_messages"
         self._dead_letters = f"{key_prefix}:{{{name}}}:dead_letters"
         self._dead_letters_by_time = f"{key_prefix}:{{{name}}}:dead_letters_by_time"
+        self._claim_prefix = f"{key_prefix}:{{{name}}}:claim:"
 
         self._client = client
         self._location = describe_client(client)
@@ -243,10 +263,11 @@ class RedisQueue(Queue):
         self._replay_script = client.register_script(_REPLAY_SCRIPT)
         self._purge_script = client.register_script(_PURGE_SCRIPT)
         self._forget_consumers_script = client.register_script(_FORGET_CONSUMERS_SCRIPT)
+        self._put_unless_claimed_script = client.register_script(_PUT_UNLESS_CLAIMED_SCRIPT)
 
     @property
     def keys(self) -> typing.List[str]:
-        """Every Redis key this queue may create."""
+        """Every fixed Redis key of this queue; claim keys, which expire, start with ``<prefix>:{<name>}:claim:``."""
         return [self.stream, self._delayed, self._delayed_messages, self._dead_letters, self._dead_letters_by_time]
 
     def put(self, body: dict) -> str:
@@ -264,6 +285,26 @@ class RedisQueue(Queue):
             pipe.xlen(self.stream)
             _, length = pipe.execute()
 
+        self._warn_if_long(length)
+        return message_id
+
+    def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
+        """Claim ``claims`` and append ``body`` in one Lua script (one round trip); None when a key was claimed already.
+
+        Raises:
+            ValueError: When ``ttl`` is not positive.
+        """
+        if not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        message_id = uuid.uuid4().hex
+        message = _encode_message(message_id, body, prior_attempts=0)
+        keys = [self.stream] + [self._claim_prefix + claim for claim in dict.fromkeys(claims)]
+
+        with translate_errors(self._location):
+            length = self._put_unless_claimed_script(keys=keys, args=[max(1, int(ttl * 1000)), message])
+
+        if length < 0:
+            return None
         self._warn_if_long(length)
         return message_id
 

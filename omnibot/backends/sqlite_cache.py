@@ -139,7 +139,7 @@ class SqliteCache(Cache):
         parameters.append(now)
 
         # The update runs only for an expired row, so the change count is the number of keys stored.
-        with self._db.connection() as conn:
+        with self._db.writer() as conn:
             stored = conn.execute(
                 f"INSERT INTO cache_entries (key, value, expires_at) VALUES {rows}"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
@@ -152,7 +152,7 @@ class SqliteCache(Cache):
 
     def delete(self, key: str) -> None:
         """Remove ``key`` when present."""
-        with self._db.connection() as conn:
+        with self._db.writer() as conn:
             conn.execute("DELETE FROM cache_entries WHERE key = ?", (key,))
 
     @contextlib.contextmanager
@@ -198,7 +198,7 @@ class SqliteCache(Cache):
         # The lock expires by itself, so a failed release only delays the next
         # holder, and raising here would hide an exception of the locked block.
         try:
-            with self._db.connection() as conn:
+            with self._db.writer() as conn:
                 cursor = conn.execute("DELETE FROM cache_locks WHERE name = ? AND owner = ?", (name, owner))
         except BackendUnavailable as exc:
             logger.warning("Could not release lock %r; it is released when it expires: %s", name, exc)

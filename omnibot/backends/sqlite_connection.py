@@ -15,6 +15,7 @@ import time
 import typing
 import weakref
 
+from omnibot.backends.writer_turns import WriterTurns
 from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class SqliteConnections:
         # Incremented by close(), so each thread opens a new connection on its next use.
         self._generation = 0
 
+        # Writers of this file take turns on it; see writer().
+        self._write_lock = WriterTurns(path + ".writer-lock")
+
         # Connections inherited through fork(), kept referenced so that garbage
         # collection in the child never closes them.
         self._inherited: typing.List[_Connection] = []
@@ -101,14 +105,28 @@ class SqliteConnections:
             yield self._thread_connection()
 
     @contextlib.contextmanager
+    def writer(self) -> typing.Iterator[sqlite3.Connection]:
+        """Yield this thread's connection for writing, one thread of this process at a time.
+
+        SQLite's busy handler waits for another connection's write lock by
+        sleeping for 1 ms, then longer, so writers that came at once would
+        mostly sleep. :class:`WriterTurns` makes omnibot's writers wait for
+        each other instead, and they are woken as soon as the lock is free.
+        Other programs writing the file still meet SQLite's busy timeout.
+        """
+        with self._write_lock.turn(), self._translate_errors():
+            yield self._thread_connection()
+
+    @contextlib.contextmanager
     def write_transaction(self) -> typing.Iterator[sqlite3.Connection]:
         """Yield this thread's connection inside ``BEGIN IMMEDIATE`` ... ``COMMIT``.
 
         ``BEGIN IMMEDIATE`` takes the database's write lock before the first
         read, so a read-then-write sequence inside the block is atomic across
-        threads and processes. The transaction is rolled back when the block raises.
+        threads and processes. The transaction is rolled back when the block
+        raises. Threads of one process take turns, as in :meth:`writer`.
         """
-        with self._translate_errors():
+        with self._write_lock.turn(), self._translate_errors():
             conn = self._thread_connection()
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -14,6 +14,7 @@ import typing
 import uuid
 
 from omnibot.backends.base import DeadLetter, Delivery, Queue
+from omnibot.backends.group_commit import GroupCommit
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.sqlite_connection import SqliteConnections
 
@@ -21,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     body TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -38,7 +39,15 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_failed_at ON dead_letters (failed_at);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS claims_by_expires_at ON claims (expires_at);
 """
+
+# Expired claims are deleted during a write at most this often, in seconds.
+_CLAIM_PURGE_INTERVAL = 60.0
 
 # get() polls the file while the queue is empty. The pause grows from the
 # first to the max value, so an idle worker costs a few cheap reads per second
@@ -78,6 +87,8 @@ class SqliteQueue(Queue):
     ):
         self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
         self._db = SqliteConnections(path, _SCHEMA, busy_timeout=busy_timeout)
+        self._puts = GroupCommit(self._write_puts)
+        self._next_claim_purge = 0.0
 
     @property
     def path(self) -> str:
@@ -87,21 +98,44 @@ class SqliteQueue(Queue):
     def put(self, body: dict) -> str:
         """Insert ``body`` as a new message, ready at once, and return its id.
 
-        This is a single INSERT in its own transaction. With WAL and
-        ``synchronous=NORMAL`` the message survives a crash of any process,
-        but not a power loss right after the commit.
+        Puts of concurrent threads share one transaction (:mod:`group_commit`).
+        With WAL and ``synchronous=NORMAL`` the message survives a crash of
+        any process once this returns, but not a power loss right after the commit.
         """
-        message_id = uuid.uuid4().hex
-        encoded = json.dumps(body)
+        return self._puts.submit(_Put(uuid.uuid4().hex, json.dumps(body), (), 0.0))
+
+    def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
+        """Claim ``claims`` and insert ``body`` in one transaction; None when a key was claimed already.
+
+        The claims are rows of the ``claims`` table of the same file, so the
+        transaction that stores the message also stores its claims.
+
+        Raises:
+            ValueError: When ``ttl`` is not positive.
+        """
+        if not ttl > 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        return self._puts.submit(_Put(uuid.uuid4().hex, json.dumps(body), tuple(dict.fromkeys(claims)), float(ttl)))
+
+    def _write_puts(self, puts: typing.List["_Put"]) -> typing.List[typing.Optional[str]]:
+        """Write a batch of puts in one transaction and return each message id, or None for a duplicate."""
         now = time.time()
+        results = []
+        with self._db.write_transaction() as conn:
+            for put in puts:
+                if put.claims and not _claim(conn, put.claims, now + put.ttl, now):
+                    results.append(None)
+                    continue
+                conn.execute(
+                    "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
+                    (put.message_id, put.encoded, now, now),
+                )
+                results.append(put.message_id)
 
-        with self._db.connection() as conn:
-            conn.execute(
-                "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
-                (message_id, encoded, now, now),
-            )
-
-        return message_id
+            if now >= self._next_claim_purge:
+                self._next_claim_purge = now + _CLAIM_PURGE_INTERVAL
+                conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
+        return results
 
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
         """Lease the oldest ready message, polling the file for up to ``timeout`` seconds.
@@ -128,7 +162,7 @@ class SqliteQueue(Queue):
 
     def ack(self, delivery: Delivery) -> None:
         """Delete the message, unless another worker has leased it since ``delivery`` was handed out."""
-        with self._db.connection() as conn:
+        with self._db.writer() as conn:
             cursor = conn.execute(
                 "DELETE FROM messages WHERE id = ? AND lease_token = ?",
                 (delivery.id, delivery.receipt),
@@ -261,7 +295,7 @@ class SqliteQueue(Queue):
             raise ValueError(f"older_than must be 0 seconds or more, got {older_than!r}")
 
         cutoff = time.time() - older_than
-        with self._db.connection() as conn:
+        with self._db.writer() as conn:
             cursor = conn.execute("DELETE FROM dead_letters WHERE failed_at <= ?", (cutoff,))
 
         return cursor.rowcount
@@ -318,6 +352,33 @@ class SqliteQueue(Queue):
             )
 
         return delivery
+
+
+class _Put(typing.NamedTuple):
+    """One message to insert, encoded before the transaction, and the keys to claim first."""
+
+    message_id: str
+    encoded: str
+    claims: typing.Tuple[str, ...]
+    ttl: float
+
+
+def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> bool:
+    """Claim every key that is free or expired; return True when all were, False for a duplicate.
+
+    The update runs only for an expired row, so the change count is the
+    number of keys claimed. Keys claimed for a duplicate stay claimed, which
+    is harmless because they name the same delivery.
+    """
+    rows = ", ".join(["(?, ?)"] * len(keys))
+    parameters = [item for key in keys for item in (key, expires_at)]
+    parameters.append(now)
+    claimed = conn.execute(
+        f"INSERT INTO claims (key, expires_at) VALUES {rows}"
+        " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?",
+        parameters,
+    ).rowcount
+    return claimed == len(keys)
 
 
 def _move_to_dead_letters(conn, message_id: str, body: str, attempts: int, error: str, failed_at: float) -> None:

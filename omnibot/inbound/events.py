@@ -80,22 +80,6 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     )
     retry = _retry_info(headers)
 
-    keys = dedup.event_keys(bot.app_id, payload)
-    try:
-        fresh = dedup.claim(runtime.cache, keys, runtime.settings.dedup_ttl)
-    except BackendUnavailable:
-        logger.error("cache backend unavailable; responding 503 so Slack retries", extra=trace)
-        return failure(503, "Cache backend unavailable; retry later.")
-    if not fresh:
-        logger.info(
-            "ignored a duplicate delivery of event %s (retry %s, reason %s)",
-            payload.get("event_id"),
-            retry.get("retry_num"),
-            retry.get("retry_reason"),
-            extra=trace,
-        )
-        return Answer(200, {"status": "success", "duplicate": True})
-
     envelope = {
         "kind": EVENT_KIND,
         "app_id": bot.app_id,
@@ -105,17 +89,26 @@ def _queue(runtime, bot, payload, headers) -> Answer:
         "payload": {name: value for name, value in payload.items() if name != "token"},
         **retry,
     }
+    # Claiming the de-duplication keys and queueing is one atomic step, so a
+    # failure leaves nothing claimed and Slack's retry is accepted.
     try:
-        message_id = runtime.queue.put(envelope)
+        message_id = runtime.queue.put_unless_claimed(envelope, dedup.event_keys(bot.app_id, payload), runtime.settings.dedup_ttl)
     except BackendUnavailable:
-        # The cache is often the same Redis as the queue and down too, so releasing may fail as well.
-        dedup.release(runtime.cache, keys)
         logger.error("queue backend unavailable; responding 503 so Slack retries", extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
-        dedup.release(runtime.cache, keys)
         logger.exception("failed to queue event %s", payload.get("event_id"), extra=trace)
         return failure(500, "Failed to queue the event.")
+
+    if message_id is None:
+        logger.info(
+            "ignored a duplicate delivery of event %s (retry %s, reason %s)",
+            payload.get("event_id"),
+            retry.get("retry_num"),
+            retry.get("retry_reason"),
+            extra=trace,
+        )
+        return Answer(200, {"status": "success", "duplicate": True})
 
     logger.debug("queued event %s as message %s", payload.get("event_id"), message_id, extra=trace)
     runtime.stats.message_queued(EVENT_KIND, bot.name)

@@ -1,0 +1,83 @@
+"""Turns for the writers of one SQLite file, across threads and processes.
+
+SQLite lets one connection write at a time. A connection that finds the
+file locked waits in SQLite's busy handler, which sleeps 1 ms, then 2,
+then 5 and more before it tries again, however soon the lock is released.
+Under a burst of events most writers would sleep. omnibot's writers take
+turns on a lock that wakes the next one at once instead: a thread lock
+inside a process, and ``flock`` on a lock file beside the database between
+processes. The kernel drops an ``flock`` when its process dies, so a
+crashed writer never leaves the file locked.
+"""
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import typing
+
+logger = logging.getLogger(__name__)
+
+
+class WriterTurns:
+    """A lock shared by every writer of one database file on this host.
+
+    Turns nest: a thread that has a turn may take it again. Where the lock
+    file cannot be opened (a read-only folder, say), only the threads of
+    each process take turns, and SQLite's busy timeout orders the processes.
+
+    Args:
+        path: The lock file, created when missing.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._state: typing.Optional[_ProcessTurns] = None
+
+    @contextlib.contextmanager
+    def turn(self) -> typing.Iterator[None]:
+        """Block until this thread's turn, and hold it for the ``with`` block."""
+        state = self._process_state()
+        with state.thread_lock:
+            if state.depth == 0 and state.fd is not None:
+                fcntl.flock(state.fd, fcntl.LOCK_EX)
+            state.depth += 1
+            try:
+                yield
+            finally:
+                state.depth -= 1
+                if state.depth == 0 and state.fd is not None:
+                    fcntl.flock(state.fd, fcntl.LOCK_UN)
+
+    def _process_state(self) -> "_ProcessTurns":
+        """Return this process's state, made on first use after start or fork.
+
+        A thread lock inherited through fork() may be held by a parent thread
+        that does not exist in the child, and an inherited file descriptor
+        shares its flock with the parent, so a child makes both anew. Two
+        threads racing here may each make one; their flocks, on separate
+        file descriptors, still exclude each other.
+        """
+        state = self._state
+        if state is None or state.pid != os.getpid():
+            state = _ProcessTurns(os.getpid(), threading.RLock(), self._open_lock_file())
+            self._state = state
+        return state
+
+    def _open_lock_file(self) -> typing.Optional[int]:
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:
+            logger.warning("cannot open %s (%s); processes writing the same SQLite file will wait in SQLite's busy handler", self.path, error)
+            return None
+
+
+class _ProcessTurns:
+    """The lock state of one process: its thread lock, its lock file descriptor, and the nesting depth."""
+
+    def __init__(self, pid: int, thread_lock: threading.RLock, fd: typing.Optional[int]):
+        self.pid = pid
+        self.thread_lock = thread_lock
+        self.fd = fd
+        self.depth = 0

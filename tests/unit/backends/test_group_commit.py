@@ -1,0 +1,76 @@
+"""GroupCommit: concurrent submissions share batches, and every submitter gets its own result or the batch's error."""
+
+import threading
+
+import pytest
+
+from omnibot.backends.group_commit import GroupCommit
+
+
+def run_threads(count, target):
+    start = threading.Barrier(count)
+    results = [None] * count
+
+    def run(index):
+        start.wait()
+        try:
+            results[index] = ("ok", target(index))
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            results[index] = ("error", error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_lone_submit_returns_its_result():
+    batches = []
+    group = GroupCommit(lambda items: batches.append(list(items)) or [item * 2 for item in items])
+
+    assert group.submit(21) == 42
+    assert batches == [[21]]
+
+
+def test_concurrent_submits_each_get_their_own_result():
+    batches = []
+    lock = threading.Lock()
+
+    def write_batch(items):
+        with lock:
+            batches.append(list(items))
+        return [f"result-{item}" for item in items]
+
+    group = GroupCommit(write_batch)
+    results = run_threads(16, group.submit)
+
+    assert results == [("ok", f"result-{index}") for index in range(16)]
+    written = sorted(item for batch in batches for item in batch)
+    assert written == list(range(16))
+
+
+def test_failed_batch_raises_in_every_submitter():
+    group = GroupCommit(lambda items: (_ for _ in ()).throw(OSError("disk full")))
+
+    results = run_threads(8, group.submit)
+
+    assert all(kind == "error" for kind, _ in results)
+    assert all(isinstance(error, OSError) for _, error in results)
+
+
+def test_wrong_number_of_results_is_an_error():
+    group = GroupCommit(lambda items: [])
+
+    with pytest.raises(RuntimeError, match="returned 0 results for 1 items"):
+        group.submit("item")
+
+
+def test_group_keeps_working_after_a_failed_batch():
+    failures = iter([True, False])
+    group = GroupCommit(lambda items: (_ for _ in ()).throw(ValueError("once")) if next(failures) else list(items))
+
+    with pytest.raises(ValueError):
+        group.submit(1)
+    assert group.submit(2) == 2

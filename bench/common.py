@@ -328,6 +328,7 @@ def run_load(
     senders: int,
     rate: typing.Optional[float] = None,
     timeout: float = 30.0,
+    reuse_connections: bool = True,
 ) -> LoadResult:
     """POST ``count`` requests from ``senders`` threads, each on its own keep-alive connection.
 
@@ -340,6 +341,8 @@ def run_load(
             ``start + i / rate`` (an open-loop schedule). None sends as fast as
             the senders can: each sends its next request when the response to the previous one arrived.
         timeout: Socket timeout of each request in seconds.
+        reuse_connections: False opens a new connection for each request
+            and closes it after the response, as slack_sdk's WebClient does.
     """
     parts = urllib.parse.urlsplit(url)
     next_index = [0]
@@ -377,6 +380,8 @@ def run_load(
                     response = connection.getresponse()
                     response.read()
                     count_status(response.status)
+                    if not reuse_connections:
+                        connection.close()
                 except (OSError, http.client.HTTPException):
                     count_status(0)
                     connection.close()

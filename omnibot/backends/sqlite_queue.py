@@ -88,6 +88,8 @@ class SqliteQueue(Queue):
         self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
         self._db = SqliteConnections(path, _SCHEMA, busy_timeout=busy_timeout)
         self._puts = GroupCommit(self._write_puts)
+        self._leases = GroupCommit(self._write_leases)
+        self._acks = GroupCommit(self._write_acks)
         self._next_claim_purge = 0.0
 
     @property
@@ -161,15 +163,20 @@ class SqliteQueue(Queue):
             pause = min(pause * _POLL_PAUSE_GROWTH, _MAX_POLL_PAUSE)
 
     def ack(self, delivery: Delivery) -> None:
-        """Delete the message, unless another worker has leased it since ``delivery`` was handed out."""
-        with self._db.writer() as conn:
-            cursor = conn.execute(
-                "DELETE FROM messages WHERE id = ? AND lease_token = ?",
-                (delivery.id, delivery.receipt),
-            )
+        """Delete the message, unless another worker has leased it since ``delivery`` was handed out.
 
-        if cursor.rowcount == 0:
+        Acks of concurrent threads share one transaction, as puts do.
+        """
+        if not self._acks.submit((delivery.id, delivery.receipt)):
             _log_lost_lease("ack", delivery)
+
+    def _write_acks(self, acks: typing.List[typing.Tuple[str, str]]) -> typing.List[bool]:
+        """Delete a batch of acked messages in one transaction; True for each one still leased by its receipt."""
+        with self._db.write_transaction() as conn:
+            return [
+                conn.execute("DELETE FROM messages WHERE id = ? AND lease_token = ?", ack).rowcount == 1
+                for ack in acks
+            ]
 
     def fail(self, delivery: Delivery, error: str) -> bool:
         """Schedule the message again after its backoff, or dead-letter it after its last attempt.
@@ -312,12 +319,17 @@ class SqliteQueue(Queue):
         if ready is None:
             return None
 
+        # Threads of this process that poll at the same time lease their messages in one transaction.
+        return self._leases.submit(None)
+
+    def _write_leases(self, requests: typing.List[None]) -> typing.List[typing.Optional[Delivery]]:
+        """Lease up to one ready message per request in one transaction; None for each request left without one."""
         expired: typing.List[typing.Tuple[str, int]] = []
-        delivery = None
+        deliveries: typing.List[typing.Optional[Delivery]] = []
 
         with self._db.write_transaction() as conn:
             now = time.time()
-            while delivery is None:
+            while len(deliveries) < len(requests):
                 row = conn.execute(
                     "SELECT seq, id, body, attempts FROM messages WHERE available_at <= ?"
                     " ORDER BY available_at, seq LIMIT 1",
@@ -341,7 +353,7 @@ class SqliteQueue(Queue):
                     "UPDATE messages SET attempts = attempts + 1, available_at = ?, lease_token = ? WHERE seq = ?",
                     (now + self.policy.visibility_timeout, token, seq),
                 )
-                delivery = Delivery(id=message_id, body=json.loads(body), attempts=attempts + 1, receipt=token)
+                deliveries.append(Delivery(id=message_id, body=json.loads(body), attempts=attempts + 1, receipt=token))
 
         for message_id, attempts in expired:
             logger.warning(
@@ -351,7 +363,7 @@ class SqliteQueue(Queue):
                 self.policy.max_attempts,
             )
 
-        return delivery
+        return deliveries + [None] * (len(requests) - len(deliveries))
 
 
 class _Put(typing.NamedTuple):

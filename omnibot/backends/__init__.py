@@ -1,4 +1,4 @@
-"""Queue and cache backends, selected by URL (``sqlite:///path`` or ``redis://host:port/db``).
+"""Queue and cache backends, selected by URL (``sqlite:///path``, ``redis://host:port/db`` or ``redis://host:port/0?cluster=true``).
 
 The Redis modules are imported only when a Redis URL is given, so the
 embedded SQLite default works without touching redis-py.
@@ -18,7 +18,10 @@ logger = logging.getLogger(__name__)
 
 _SQLITE_SCHEME = "sqlite"
 _REDIS_SCHEMES = ("redis", "rediss")
-_ACCEPTED_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db, redis://host:port/db or rediss://host:port/db"
+_ACCEPTED_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, redis://host:port/db or rediss://host:port/db, "
+    "and redis://host:port/0?cluster=true or rediss://host:port/0?cluster=true for Redis Cluster"
+)
 
 # The query parameter of a Redis URL that replaces ``omnibot`` at the start of every key,
 # so several deployments or test runs can share one Redis database.
@@ -32,6 +35,9 @@ _REDIS_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 # Redis client settings of a web process: a hung or unreachable Redis must
 # turn into a 503 well within Slack's 3-second limit (about 1 s per command
 # plus one retry), so that Slack retries the delivery later.
+# NOTE: on Redis Cluster a hung primary took about 5 s with these settings
+# (measured, redis-py 8.2), because the cluster client also reconnects and
+# reads the slot map, each step waiting for socket_timeout.
 FAIL_FAST_CLIENT = {"socket_timeout": 0.8, "socket_connect_timeout": 0.5, "retries": 1}
 FAIL_FAST_BLOCK_INTERVAL = 0.5
 
@@ -52,8 +58,10 @@ def open_queue(
         url: None or "" for the SQLite file ``<data_dir>/queue.db``,
             ``sqlite:///relative.db`` (relative to the working directory),
             ``sqlite:////absolute/path.db``, ``redis://host:port/db`` or ``rediss://...``.
-            A Redis URL may end in ``?prefix=NAME`` to start every key with
-            ``NAME`` instead of ``omnibot``; its other query parameters go to redis-py.
+            A Redis URL may have the query parameter ``cluster=true`` to use
+            Redis Cluster, with ``host:port`` one of its nodes and the database 0,
+            and ``prefix=NAME`` to start every key with ``NAME`` instead of
+            ``omnibot``. Its other query parameters go to redis-py.
         data_dir: Directory of the default SQLite file; created when missing.
         visibility_timeout: Seconds a leased message stays invisible to other workers.
         max_attempts: Deliveries after which a failed message is dead-lettered.
@@ -65,6 +73,8 @@ def open_queue(
 
     Raises:
         ValueError: When the URL scheme or a setting is not supported.
+        BackendUnavailable: When the URL selects Redis Cluster and none of its
+            nodes can be reached. Opening any other backend does not connect.
     """
     settings = dict(
         visibility_timeout=visibility_timeout,
@@ -79,11 +89,11 @@ def open_queue(
         logger.info("Queue backend: SQLite file %s", path)
         return SqliteQueue(path, **settings)
 
-    from omnibot.backends.redis_connection import create_client, redact_url
+    from omnibot.backends.redis_connection import create_client
     from omnibot.backends.redis_queue import RedisQueue
 
     client_url, prefix = _split_redis_prefix(url)
-    logger.info("Queue backend: Redis at %s, key prefix %s", redact_url(client_url), prefix)
+    logger.info("Queue backend: %s, key prefix %s", _describe_redis_url(client_url), prefix)
     if fail_fast:
         client = create_client(client_url, **FAIL_FAST_CLIENT)
         return RedisQueue(client, key_prefix=prefix, block_interval=FAIL_FAST_BLOCK_INTERVAL, **settings)
@@ -101,6 +111,8 @@ def open_cache(url: typing.Optional[str], data_dir: str, *, fail_fast: bool = Fa
 
     Raises:
         ValueError: When the URL scheme is not supported.
+        BackendUnavailable: When the URL selects Redis Cluster and none of its
+            nodes can be reached.
     """
     scheme = _scheme("cache", url)
 
@@ -110,10 +122,10 @@ def open_cache(url: typing.Optional[str], data_dir: str, *, fail_fast: bool = Fa
         return SqliteCache(path)
 
     from omnibot.backends.redis_cache import RedisCache
-    from omnibot.backends.redis_connection import create_client, redact_url
+    from omnibot.backends.redis_connection import create_client
 
     client_url, prefix = _split_redis_prefix(url)
-    logger.info("Cache backend: Redis at %s, key prefix %s", redact_url(client_url), prefix)
+    logger.info("Cache backend: %s, key prefix %s", _describe_redis_url(client_url), prefix)
     client = create_client(client_url, **FAIL_FAST_CLIENT) if fail_fast else create_client(client_url)
     return RedisCache(client, prefix=f"{prefix}:{{cache}}:")
 
@@ -150,6 +162,18 @@ def _split_redis_prefix(url: str) -> typing.Tuple[str, str]:
     others = [(name, value) for name, value in parameters if name != REDIS_PREFIX_PARAMETER]
     client_url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(others)))
     return client_url, prefix
+
+
+def _describe_redis_url(url: str) -> str:
+    """Return "Redis at URL" or "Redis Cluster at URL", with the password replaced by ``***``.
+
+    Raises:
+        ValueError: When the ``cluster`` parameter is invalid.
+    """
+    from omnibot.backends.redis_connection import redact_url, split_cluster_parameter
+
+    client_url, cluster = split_cluster_parameter(url)
+    return f"{'Redis Cluster' if cluster else 'Redis'} at {redact_url(client_url)}"
 
 
 def _scheme(kind: str, url: typing.Optional[str]) -> str:

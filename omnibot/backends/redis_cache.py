@@ -14,7 +14,7 @@ import redis
 from redis.lock import Lock
 
 from omnibot.backends.base import Cache
-from omnibot.backends.redis_connection import describe_client, translate_errors
+from omnibot.backends.redis_connection import RedisClient, describe_client, translate_errors
 from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class RedisCache(Cache):
         prefix: Prefix of every key; tests pass a unique one.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "omnibot:{cache}:"):
+    def __init__(self, client: RedisClient, *, prefix: str = "omnibot:{cache}:"):
         self._client = client
         self._location = describe_client(client)
         self.prefix = prefix

@@ -31,7 +31,7 @@ import uuid
 import redis
 
 from omnibot.backends.base import DeadLetter, Delivery, Queue
-from omnibot.backends.redis_connection import describe_client, translate_errors
+from omnibot.backends.redis_connection import RedisClient, describe_client, socket_timeout_of, translate_errors
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.errors import BackendUnavailable
 
@@ -227,7 +227,7 @@ class RedisQueue(Queue):
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         *,
         name: str = "queue",
         key_prefix: str = "omnibot",
@@ -618,11 +618,11 @@ class RedisQueue(Queue):
         )
 
 
-def _check_block_interval(client: redis.Redis, block_interval: float) -> None:
+def _check_block_interval(client: RedisClient, block_interval: float) -> None:
     if not block_interval > 0:
         raise ValueError(f"block_interval must be more than 0 seconds, got {block_interval!r}")
 
-    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    socket_timeout = socket_timeout_of(client)
     if socket_timeout is not None and block_interval >= socket_timeout:
         raise ValueError(
             f"block_interval ({block_interval!r} s) must be shorter than the client's "

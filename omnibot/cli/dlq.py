@@ -94,6 +94,10 @@ def run(args, out=None, err=None):
     except ValueError as error:
         print(f"omnibot dlq: invalid queue setting: {error}", file=err)
         return 1
+    except BackendUnavailable as error:
+        # A Redis Cluster URL connects when the queue is opened.
+        print(f"omnibot dlq: the queue backend is unavailable ({error}); check QUEUE_URL and retry", file=err)
+        return 1
 
     try:
         return ACTIONS[args.action](queue, args, out, err)

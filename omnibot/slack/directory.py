@@ -1,7 +1,8 @@
 """The cached Slack directory of a team: key layout, map entries, and page-by-page writes.
 
-Every key has the form ``slack:{<team id>}:<kind>:<name>``. The braces make
-the team id a Redis Cluster hash tag, so all keys of one team share a slot.
+Every key has the form ``slack:{<team id>}:<kind>:<name>``. The Redis cache
+stores it under its prefix ``<prefix>:{cache}:``, whose hash tag comes first,
+so on Redis Cluster every cache key is in one slot.
 
 ================  ================================  ==============================================
 kind              name                              value

@@ -1,12 +1,15 @@
-"""Fixtures that run each backend test against SQLite and against Redis.
+"""Fixtures that run each backend test against SQLite, Redis and a Redis Cluster.
 
 The Redis cases use ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) and
-are skipped when that server does not reply to PING, unless
-``OMNIBOT_REQUIRE_REDIS=1``, which turns the skip into a failure. Each test
-gets its own key namespace, deleted afterwards.
+are skipped when that server does not reply to PING. The Redis Cluster cases
+start a cluster of three primaries once per test session, from
+``redis-server`` and ``redis-cli`` on PATH, and are skipped when either is
+missing. ``OMNIBOT_REQUIRE_REDIS=1`` turns both skips into failures. Each
+test gets its own key namespace, deleted afterwards.
 """
 
 import os
+import shutil
 import uuid
 
 import pytest
@@ -17,6 +20,7 @@ from omnibot.backends.redis_connection import create_client, redact_url
 from omnibot.backends.redis_queue import RedisQueue
 from omnibot.backends.sqlite_cache import SqliteCache
 from omnibot.backends.sqlite_queue import SqliteQueue
+from tests.unit.backends.local_cluster import LocalCluster
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -30,10 +34,18 @@ FAST_QUEUE_SETTINGS = {
     "backoff_max": 0.2,
 }
 
+# The params of the ``backend`` fixture, which test modules outside this
+# directory import as well.
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
 ]
+
+# The fixtures that give the URL and the key namespace of each Redis backend.
+REDIS_FIXTURES = {
+    "redis": ("redis_url", "redis_namespace"),
+    "redis-cluster": ("redis_cluster_url", "redis_cluster_namespace"),
+}
 
 
 def pytest_configure(config):
@@ -41,6 +53,33 @@ def pytest_configure(config):
         "markers",
         "redis: runs against the Redis server at REDIS_URL (default redis://127.0.0.1:6379/0)",
     )
+    config.addinivalue_line(
+        "markers",
+        "redis_cluster: runs against a local Redis Cluster that the tests start with redis-server and redis-cli",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc):
+    """Run each test of this directory that uses ``backend`` on SQLite, Redis and Redis Cluster.
+
+    Direct parametrization replaces the values of the ``backend`` fixture
+    here only. Modules elsewhere that import the fixture keep SQLite and Redis,
+    because they do not import the Redis Cluster fixtures.
+    """
+    # The mark is made here, because pytest_configure above registers it only
+    # for runs that load this conftest.py, not for modules that import it.
+    if "backend" in metafunc.fixturenames:
+        cluster = pytest.param("redis-cluster", id="redis-cluster", marks=pytest.mark.redis_cluster)
+        metafunc.parametrize("backend", [*BACKENDS, cluster])
+
+
+def skip_or_fail(message, error=None):
+    """Skip the test with ``message``, or fail it, with ``error`` appended, when OMNIBOT_REQUIRE_REDIS=1."""
+    if os.environ.get("OMNIBOT_REQUIRE_REDIS") == "1":
+        cause = f": {error}" if error is not None else ""
+        pytest.fail(f"{message} (OMNIBOT_REQUIRE_REDIS=1 forbids skipping){cause}")
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -56,22 +95,51 @@ def redis_url():
         else:
             message = f"Redis is not answering at REDIS_URL={redact_url(url)}; start it or unset REDIS_URL"
 
-        if os.environ.get("OMNIBOT_REQUIRE_REDIS") == "1":
-            pytest.fail(f"{message} (OMNIBOT_REQUIRE_REDIS=1 forbids skipping): {exc}")
-        pytest.skip(message)
+        skip_or_fail(message, exc)
     finally:
         client.close()
 
     return url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory):
+    """Start a local Redis Cluster of three primaries for the session and return its omnibot URL.
+
+    The cluster runs without persistence in a temporary directory, and its
+    servers are stopped by PID when the session ends.
+    """
+    binaries = {name: shutil.which(name) for name in ("redis-server", "redis-cli")}
+    missing = [name for name, path in binaries.items() if path is None]
+    if missing:
+        skip_or_fail(f"{' and '.join(missing)} not found on PATH; install Redis to run the Redis Cluster cases")
+
+    cluster = LocalCluster(binaries["redis-server"], binaries["redis-cli"], str(tmp_path_factory.mktemp("redis-cluster")))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
 def redis_namespace(redis_url):
     """Yield a unique hash-tag name for one test and delete every key that contains it afterwards."""
+    yield from _namespace(redis_url)
+
+
+@pytest.fixture
+def redis_cluster_namespace(redis_cluster_url):
+    """Yield a unique hash-tag name for one test on the cluster and delete its keys afterwards."""
+    yield from _namespace(redis_cluster_url)
+
+
+def _namespace(url):
     name = f"test-{uuid.uuid4().hex}"
     yield name
 
-    client = create_client(redis_url)
+    # On a cluster, redis-py sends SCAN to every primary. One DEL can remove the keys, because they share a slot.
+    client = create_client(url)
     try:
         keys = list(client.scan_iter(match=f"*{{{name}}}*", count=1000))
         if keys:
@@ -82,7 +150,7 @@ def redis_namespace(redis_url):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """The backend under test: "sqlite" or "redis"."""
+    """The backend under test: "sqlite" or "redis", and in this directory also "redis-cluster"."""
     return request.param
 
 
@@ -105,8 +173,7 @@ def make_queue(backend, tmp_path, request):
             return queue
 
     else:
-        url = request.getfixturevalue("redis_url")
-        name = request.getfixturevalue("redis_namespace")
+        url, name = _redis_target(backend, request)
 
         def open_queue(**settings):
             settings = {"block_interval": 0.1, **FAST_QUEUE_SETTINGS, **settings}
@@ -118,6 +185,12 @@ def make_queue(backend, tmp_path, request):
 
     for queue in opened:
         queue.close()
+
+
+def _redis_target(backend, request):
+    """Return the URL and the test's key namespace of a Redis backend."""
+    url_fixture, namespace_fixture = REDIS_FIXTURES[backend]
+    return request.getfixturevalue(url_fixture), request.getfixturevalue(namespace_fixture)
 
 
 @pytest.fixture
@@ -140,8 +213,7 @@ def make_cache(backend, tmp_path, request):
             return cache
 
     else:
-        url = request.getfixturevalue("redis_url")
-        name = request.getfixturevalue("redis_namespace")
+        url, name = _redis_target(backend, request)
 
         def open_cache():
             cache = RedisCache(create_client(url), prefix=f"omnibot:{{{name}}}:")

@@ -6,13 +6,15 @@ worker is SIGKILLed midway, every event must still arrive, and only messages
 that the killed worker held may arrive twice. The Redis cases use
 ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) with a key prefix of
 their own, and are skipped when that server does not reply to PING, unless
-``OMNIBOT_REQUIRE_REDIS=1``. The SQLite cases run the same processes on
-one host, sharing the SQLite files.
+``OMNIBOT_REQUIRE_REDIS=1``. The Redis Cluster cases start a cluster of
+three primaries on loopback ports with redis-server and redis-cli. The
+SQLite cases run the same processes on one host, sharing the SQLite files.
 """
 
 import collections
 import concurrent.futures
 import os
+import shutil
 import signal
 import threading
 import time
@@ -26,6 +28,7 @@ from omnibot.backends import open_queue
 from omnibot.backends.redis_connection import create_client, redact_url
 from omnibot.fake_slack import FakeSlack
 from tests.integration.stack import Stack
+from tests.unit.backends.local_cluster import LocalCluster
 from tests.support import BASE_CONFIG, message_event, signed, wait_until
 
 pytestmark = pytest.mark.slow
@@ -75,19 +78,29 @@ def redis_url():
     scope="module",
     params=[
         pytest.param("redis", marks=pytest.mark.redis),  # several hosts share one Redis
+        pytest.param("redis-cluster", marks=pytest.mark.redis_cluster),  # several hosts share a Redis Cluster
         pytest.param("sqlite"),  # one host shares the SQLite files
     ],
 )
-def backend_url(request):
+def backend_url(request, tmp_path_factory):
     """Yield the QUEUE_URL and CACHE_URL of the module's backend; None selects SQLite files."""
     if request.param == "sqlite":
         yield None
         return
 
-    url = request.getfixturevalue("redis_url")
+    cluster = None
+    if request.param == "redis-cluster":
+        cluster = start_cluster(str(tmp_path_factory.mktemp("redis-cluster")))
+        url = cluster.url
+    else:
+        url = request.getfixturevalue("redis_url")
     prefix = f"omnibot-test-{uuid.uuid4().hex}"
     separator = "&" if "?" in url else "?"
     yield f"{url}{separator}prefix={prefix}"
+
+    if cluster is not None:
+        cluster.stop()
+        return
 
     client = create_client(url)
     try:
@@ -96,6 +109,25 @@ def backend_url(request):
             client.delete(*keys)
     finally:
         client.close()
+
+
+def start_cluster(directory):
+    """Start a local three-primary Redis Cluster, or skip (fail with OMNIBOT_REQUIRE_REDIS=1) without Redis's programs."""
+    binaries = {name: shutil.which(name) for name in ("redis-server", "redis-cli")}
+    missing = [name for name, path in binaries.items() if path is None]
+    if missing:
+        message = f"{' and '.join(missing)} not found on PATH; install Redis to run the Redis Cluster scale-out test"
+        if os.environ.get("OMNIBOT_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{message} (OMNIBOT_REQUIRE_REDIS=1 forbids skipping)")
+        pytest.skip(message)
+
+    cluster = LocalCluster(binaries["redis-server"], binaries["redis-cli"], directory)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 @pytest.fixture(scope="module")

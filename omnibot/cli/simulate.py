@@ -36,6 +36,13 @@ def add_arguments(parser):
     _common(message)
     _where(message)
     message.add_argument("--thread-ts", help="reply inside the thread of this message ts")
+    message.add_argument("--ts", help="ts of the message (default: now); repeat one to send the same message again")
+    message.add_argument("--event-id", help="event_id of the delivery (default: a new one); repeat one to send a Slack retry")
+    message.add_argument(
+        "--retry-num",
+        type=int,
+        help="send X-Slack-Retry-Num with this number and X-Slack-Retry-Reason: http_timeout, as Slack marks its retries",
+    )
     message.add_argument("text", help="the message; a leading @<bot name> becomes the bot's mention")
     message.set_defaults(build=_message_request)
 
@@ -111,6 +118,8 @@ def run(args):
     raw = _encode(body, content_type)
 
     headers = {"Content-Type": content_type}
+    if getattr(args, "retry_num", None) is not None:
+        headers.update({"X-Slack-Retry-Num": str(args.retry_num), "X-Slack-Retry-Reason": "http_timeout"})
     if bot.credentials.signing_secret:
         headers.update(signature_headers(bot.credentials.signing_secret, raw))
 
@@ -146,7 +155,9 @@ def _message_request(bot, args):
         user_id = _bot_user_id(bot)
         if user_id:
             text = f"<@{user_id}>" + text[len(mention):]
-    body = testing.message_event_body(bot, text, user=args.user, channel=args.channel, thread_ts=args.thread_ts)
+    body = testing.message_event_body(bot, text, user=args.user, channel=args.channel, ts=args.ts, thread_ts=args.thread_ts)
+    if args.event_id:
+        body["event_id"] = args.event_id
     return EVENT_PATH, body, "application/json", body
 
 
@@ -220,7 +231,12 @@ def _bot(args):
     if team is None:
         sys.exit(f"omnibot simulate: team {team_name!r} is not in {path}")
     bot_name = args.bot or config.primary_bots.get(team.name)
-    bot = config.bot(team.name, bot_name) if bot_name else None
+    if bot_name is None:
+        sys.exit(
+            f"omnibot simulate: no --bot given and team {team.name!r} has no primary_bot in {path}; "
+            "pass --bot NAME or set primary_bot for the team"
+        )
+    bot = config.bot(team.name, bot_name)
     if bot is None:
         sys.exit(
             f"omnibot simulate: bot {bot_name!r} of team {team.name!r} is not usable; "

@@ -101,13 +101,11 @@ def _queue(runtime, bot, payload, headers) -> Answer:
         return failure(500, "Failed to queue the event.")
 
     if message_id is None:
-        logger.info(
-            "ignored a duplicate delivery of event %s (retry %s, reason %s)",
-            payload.get("event_id"),
-            retry.get("retry_num"),
-            retry.get("retry_reason"),
-            extra=trace,
-        )
+        if retry:
+            delivery = f"retry {retry['retry_num']}, reason {retry.get('retry_reason')}"
+        else:
+            delivery = "not marked as a Slack retry"
+        logger.info("ignored a duplicate delivery of event %s (%s)", payload.get("event_id"), delivery, extra=trace)
         return Answer(200, {"status": "success", "duplicate": True})
 
     logger.debug("queued event %s as message %s", payload.get("event_id"), message_id, extra=trace)

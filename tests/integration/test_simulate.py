@@ -1,6 +1,7 @@
 """``omnibot simulate``: every kind against a running ``omnibot serve`` and the fake Slack."""
 
 import json
+import time
 
 import pytest
 
@@ -89,6 +90,21 @@ def test_message(serve, slack):
     post = next(call for call in slack.calls("chat.postMessage") if call["args"].get("text") == "pong")
     assert post["args"]["channel"] == "C0TEST001"
     assert post["args"]["thread_ts"]
+
+
+def test_resent_message_is_a_duplicate(serve, slack):
+    ts = "1796400000.000100"
+    first = simulate_ok(serve, "message", "--ts", ts, "--event-id", "EvSIMRESEND1", "@testbot ping")
+    retry = simulate_ok(serve, "message", "--ts", ts, "--event-id", "EvSIMRESEND1", "--retry-num", "1", "@testbot ping")
+    other_id = simulate_ok(serve, "message", "--ts", ts, "--event-id", "EvSIMRESEND2", "@testbot ping")
+
+    assert json.loads(first) == {"status": "success"}
+    assert json.loads(retry) == {"status": "success", "duplicate": True}
+    assert json.loads(other_id) == {"status": "success", "duplicate": True}
+    wait_until(lambda: [c for c in slack.calls("chat.postMessage") if c["args"].get("thread_ts") == ts], message="the reply")
+    time.sleep(1.0)
+    assert len([c for c in slack.calls("chat.postMessage") if c["args"].get("thread_ts") == ts]) == 1
+    assert "ignored a duplicate delivery of event EvSIMRESEND1 (retry 1, reason http_timeout)" in serve.log()
 
 
 def test_slash_command_posts_to_response_url(serve, slack):

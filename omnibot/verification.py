@@ -10,6 +10,7 @@ time.
 import hmac
 import logging
 import threading
+import time
 import typing
 
 from slack_sdk.signature import SignatureVerifier
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Slack-Signature"
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
+
+# How far a request's timestamp may be from this server's clock, as slack_sdk's SignatureVerifier allows.
+MAX_TIMESTAMP_SKEW = 300
 
 
 class RequestVerifier:
@@ -35,6 +39,7 @@ class RequestVerifier:
                 kwargs = {"clock": clock} if clock is not None else {}
                 self._verifiers[bot.app_id] = SignatureVerifier(bot.credentials.signing_secret, **kwargs)
         self._bots = list(bots)
+        self._clock = clock
         self._warned_legacy: typing.Set[str] = set()
         self._lock = threading.Lock()
 
@@ -66,6 +71,32 @@ class RequestVerifier:
             return False
         self._warn_legacy_once(bot)
         return hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8"))
+
+    def failure_reason(self, bot, headers, token: typing.Optional[str]) -> str:
+        """Return why :meth:`verify` rejected a request for ``bot``, for logs; it names no secret.
+
+        Call it only after :meth:`verify` returned False: a request whose
+        headers look right is reported as a signature that does not match.
+        """
+        if bot.app_id not in self._verifiers:
+            if not isinstance(token, str) or not token:
+                return "the body has no token and the app has no signing secret configured"
+            return "the token does not match the app's verification token"
+
+        signature = headers.get(SIGNATURE_HEADER, "")
+        timestamp = headers.get(TIMESTAMP_HEADER, "")
+        if not signature:
+            return f"the {SIGNATURE_HEADER} header is missing"
+        if not timestamp:
+            return f"the {TIMESTAMP_HEADER} header is missing"
+        if not timestamp.isascii() or not timestamp.isdigit():
+            return f"the {TIMESTAMP_HEADER} header is not a number of seconds"
+        now = self._clock.now() if self._clock is not None else time.time()
+        skew = int(now) - int(timestamp)
+        if abs(skew) > MAX_TIMESTAMP_SKEW:
+            side = "old" if skew > 0 else "in the future"
+            return f"the timestamp is {abs(skew)} s {side}, more than {MAX_TIMESTAMP_SKEW} s from this server's clock"
+        return "the signature does not match the body and the app's signing secret"
 
     def find_bot(self, body: bytes, headers, token, candidates=None):
         """Return the first bot of ``candidates`` (default all) that verifies the request, or None."""

@@ -41,7 +41,8 @@ def attach_credentials(bots, environ):
         if not credentials.bot_token:
             missing.append(f"{BOT_TOKEN}{bot.app_id}")
         if missing:
-            skipped[key] = "bot left out: environment variable " + " and ".join(missing) + " is not set"
+            noun, verb = ("variable", "is") if len(missing) == 1 else ("variables", "are")
+            skipped[key] = f"bot left out: environment {noun} {' and '.join(missing)} {verb} not set"
             continue
         usable[key] = dataclasses.replace(bot, credentials=credentials)
     return usable, skipped

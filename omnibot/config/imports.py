@@ -33,7 +33,9 @@ def import_callable(spec: str) -> typing.Callable:
         # A missing top-level name means the module itself is missing; any
         # other missing name was imported by the module and failed inside it.
         if error.name and module_name.startswith(error.name) and module_name not in sys.modules:
-            raise ImportProblem(f"module {module_name!r} not found") from error
+            raise ImportProblem(
+                f"module {module_name!r} not found; install its package or put the folder that contains it on PYTHONPATH"
+            ) from error
         raise ImportProblem(f"importing {module_name!r} failed: {error}") from error
     except Exception as error:  # noqa: BLE001 - user code may raise anything at import
         raise ImportProblem(

@@ -50,7 +50,8 @@ def accept_event(runtime, raw: bytes, headers) -> Answer:
         return Answer(200, {"status": "ignored", "warning": "Unsupported bot"})
 
     if not verifier.verify(bot, raw, headers, token if isinstance(token, str) else None):
-        logger.debug("rejected an event for %s/%s: verification failed", team.name, bot.name, extra=bot.trace)
+        reason = verifier.failure_reason(bot, headers, token if isinstance(token, str) else None)
+        logger.info("verification of an event for %s/%s failed: %s", team.name, bot.name, reason, extra=bot.trace)
         return failure(403, "Request verification failed: bad signature, stale timestamp or wrong token.")
 
     if not isinstance(payload.get("event"), dict):

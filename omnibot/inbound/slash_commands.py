@@ -122,7 +122,8 @@ def identify_bot(runtime, team, app_id, raw: bytes, headers, token, what: str):
             logger.debug("rejected a %s for app %s sent for team %s", what, app_id, team.team_id, extra=bot.trace)
             return failure(403, other_team)
         if not verifier.verify(bot, raw, headers, token):
-            logger.debug("rejected a %s for %s/%s: verification failed", what, team.name, bot.name, extra=bot.trace)
+            reason = verifier.failure_reason(bot, headers, token)
+            logger.info("verification of a %s for %s/%s failed: %s", what, team.name, bot.name, reason, extra=bot.trace)
             return failure(403, VERIFICATION_FAILED)
         return bot
 

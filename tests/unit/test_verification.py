@@ -91,3 +91,32 @@ def test_find_bot(signing_bot):
 
     assert RequestVerifier([signing_bot]).find_bot(BODY, headers, None) is signing_bot
     assert RequestVerifier([signing_bot]).find_bot(BODY, {}, None) is None
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda headers: headers.pop("X-Slack-Signature"), "the X-Slack-Signature header is missing"),
+        (lambda headers: headers.pop("X-Slack-Request-Timestamp"), "the X-Slack-Request-Timestamp header is missing"),
+        (lambda headers: headers.update({"X-Slack-Request-Timestamp": "soon"}), "is not a number of seconds"),
+        (lambda headers: headers.update({"X-Slack-Request-Timestamp": str(int(time.time()) - 900)}), "the timestamp is 900 s old"),
+        (lambda headers: headers.update({"X-Slack-Request-Timestamp": str(int(time.time()) + 900)}), "900 s in the future"),
+        (lambda headers: headers.update({"X-Slack-Signature": "v0=" + "0" * 64}), "the signature does not match"),
+    ],
+    ids=["no signature", "no timestamp", "timestamp not a number", "stale", "future", "wrong signature"],
+)
+def test_failure_reason_names_the_problem(signing_bot, change, reason):
+    _, headers = signed(BODY)
+    change(headers)
+    verifier = RequestVerifier([signing_bot])
+
+    assert not verifier.verify(signing_bot, BODY, headers, None)
+    assert reason in verifier.failure_reason(signing_bot, headers, None)
+
+
+def test_failure_reason_of_legacy_token(token_bot):
+    verifier = RequestVerifier([token_bot])
+
+    assert verifier.failure_reason(token_bot, {}, "wrong") == "the token does not match the app's verification token"
+    assert "no token" in verifier.failure_reason(token_bot, {}, None)
+    assert "legacy-token" not in verifier.failure_reason(token_bot, {}, "wrong")

@@ -67,10 +67,13 @@ class EventFastPath:
         headers.extend(answer.headers.items())
         start_response(f"{answer.status} {HTTP_STATUS_CODES.get(answer.status, 'UNKNOWN').upper()}", headers)
 
-        self._runtime.stats.http_request("POST", EVENT_PATH, answer.status, time.perf_counter() - started)
-        if answer.status in metrics.REJECTED_STATUSES:
-            reason = answer.body.get("error") if isinstance(answer.body, dict) else None
-            metrics.log_rejection("POST", EVENT_PATH, answer.status, reason, raw, environ.get("CONTENT_TYPE", ""))
+        try:
+            self._runtime.stats.http_request("POST", EVENT_PATH, answer.status, time.perf_counter() - started)
+            if answer.status in metrics.REJECTED_STATUSES:
+                reason = answer.body.get("error") if isinstance(answer.body, dict) else None
+                metrics.log_rejection("POST", EVENT_PATH, answer.status, reason, raw, environ.get("CONTENT_TYPE", ""))
+        except Exception:  # noqa: BLE001 - the response is decided; a metrics failure must not turn it into a 500
+            logger.exception("failed to record the metrics of POST %s", EVENT_PATH)
         return [body]
 
     def _content_length(self, environ) -> typing.Optional[int]:

@@ -5,8 +5,9 @@ but ``/healthcheck``, so the checks must allow it (for example
 ``paths: ["^/api/", "^/metrics$"]`` with ``omnibot.authnz:allowed_paths``).
 
 The hooks time every request of the app. They also log each Slack request
-that omnibot rejected with 401 or 403 (failed verification, an unknown app
-or team, or a failed authorization check) at warning. The line names the
+that omnibot rejected with 400, 401 or 403 (a body that cannot be decoded,
+failed verification, an unknown app or team, or a failed authorization
+check) at warning. The line names the
 path, the reason sent to Slack, and the app and team ids found in the body.
 """
 
@@ -28,7 +29,8 @@ SLACK_PATHS = frozenset({"/api/v1/slack/event", "/api/v1/slack/slash_command", "
 # random paths do not create one time series each.
 UNMATCHED_ROUTE = "unmatched"
 
-REJECTED_STATUSES = (401, 403)
+# 413 is left out: its body was never read, and reading it here would defeat the limit.
+REJECTED_STATUSES = (400, 401, 403)
 
 # Ids taken from a rejected body are logged only when they look like Slack ids.
 _SLACK_ID = re.compile(r"[A-Z0-9]{1,40}")
@@ -78,9 +80,10 @@ def _log_rejection(response):
 def log_rejection(method: str, path: str, status: int, reason, raw: bytes, content_type: str) -> None:
     """Log one Slack request that omnibot rejected, with the app and team ids found in ``raw``.
 
-    Only ids that look like Slack ids are logged; nothing else of the body is.
+    Only ids that look like Slack ids are logged; nothing else of the body
+    is. A body rejected with 400 could not be decoded, so it is not read again.
     """
-    app_id, team_id = _slack_ids(raw, content_type)
+    app_id, team_id = (None, None) if status == 400 else _slack_ids(raw, content_type)
     logger.warning(
         "rejected %s %s with %d: %s (app %s, team %s)",
         method,
@@ -110,7 +113,7 @@ def _slack_ids(raw: bytes, content_type: str):
             body = {name: values[0] for name, values in fields.items()}
             if "payload" in body:
                 body = json.loads(body["payload"])
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, None
     if not isinstance(body, dict):
         return None, None

@@ -156,3 +156,13 @@ def spec(module, function, **kwargs):
 )
 def test_decision_by_path(checks, expected):
     assert authnz.decision_by_path(checks, EVENT_PATH) is expected
+
+
+def test_undecodable_body_is_logged_with_its_reason(clients, caplog):
+    fast, _ = clients
+
+    with caplog.at_level(logging.WARNING, logger="omnibot.routes.metrics"):
+        response = fast.post(EVENT_PATH, data=b"{not json", headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400
+    assert "rejected POST /api/v1/slack/event with 400: request body is not valid JSON" in caplog.text

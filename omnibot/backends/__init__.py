@@ -143,24 +143,16 @@ def _split_redis_prefix(url: str) -> typing.Tuple[str, str]:
         ValueError: When ``prefix`` is given more than once or is not 1 to 100
             letters, digits, ``_``, ``.``, ``:`` or ``-`` starting with a letter or digit.
     """
-    parts = urllib.parse.urlsplit(url)
-    parameters = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    prefixes = [value for name, value in parameters if name == REDIS_PREFIX_PARAMETER]
-    if not prefixes:
+    from omnibot.backends.redis_connection import pop_query_parameter
+
+    client_url, prefix = pop_query_parameter(url, REDIS_PREFIX_PARAMETER)
+    if prefix is None:
         return url, DEFAULT_REDIS_PREFIX
-
-    if len(prefixes) > 1:
-        raise ValueError(f"invalid Redis URL: the {REDIS_PREFIX_PARAMETER} parameter is given {len(prefixes)} times")
-
-    prefix = prefixes[0]
     if not _REDIS_PREFIX_PATTERN.fullmatch(prefix):
         raise ValueError(
             f"invalid Redis key prefix {prefix!r} in the URL: use 1 to 100 letters, digits, "
             "'_', '.', ':' or '-', starting with a letter or digit"
         )
-
-    others = [(name, value) for name, value in parameters if name != REDIS_PREFIX_PARAMETER]
-    client_url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(others)))
     return client_url, prefix
 
 

@@ -124,24 +124,35 @@ def split_cluster_parameter(url: str) -> typing.Tuple[str, bool]:
         ValueError: When ``cluster`` is given more than once or its value is
             not one of true, yes, 1, false, no or 0.
     """
-    parts = urllib.parse.urlsplit(url)
-    parameters = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    values = [value for name, value in parameters if name == CLUSTER_PARAMETER]
-    if not values:
+    client_url, value = pop_query_parameter(url, CLUSTER_PARAMETER)
+    if value is None:
         return url, False
 
-    if len(values) > 1:
-        raise ValueError(f"invalid Redis URL: the {CLUSTER_PARAMETER} parameter is given {len(values)} times")
-
-    cluster = _CLUSTER_VALUES.get(values[0].lower())
+    cluster = _CLUSTER_VALUES.get(value.lower())
     if cluster is None:
         raise ValueError(
-            f"invalid value {values[0]!r} of the {CLUSTER_PARAMETER} parameter in the Redis URL; "
+            f"invalid value {value!r} of the {CLUSTER_PARAMETER} parameter in the Redis URL; "
             "use cluster=true for Redis Cluster or leave the parameter out for a single server"
         )
+    return client_url, cluster
 
-    others = [(name, value) for name, value in parameters if name != CLUSTER_PARAMETER]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(others))), cluster
+
+def pop_query_parameter(url: str, name: str) -> typing.Tuple[str, typing.Optional[str]]:
+    """Remove the query parameter ``name`` from ``url``; return the URL without it and its value, or None.
+
+    Raises:
+        ValueError: When the parameter is given more than once.
+    """
+    parts = urllib.parse.urlsplit(url)
+    parameters = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    values = [value for key, value in parameters if key == name]
+    if not values:
+        return url, None
+    if len(values) > 1:
+        raise ValueError(f"invalid Redis URL: the {name} parameter is given {len(values)} times")
+
+    others = [(key, value) for key, value in parameters if key != name]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(others))), values[0]
 
 
 def _create_cluster_client(

@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from omnibot.backends import FAIL_FAST_CLIENT, open_cache, open_queue
+from omnibot.backends import FAIL_FAST_CLIENT, FAIL_FAST_CLUSTER_CLIENT, open_cache, open_queue
 from omnibot.backends.redis_cache import RedisCache
 from omnibot.backends.redis_connection import create_client, describe_client, translate_errors
 from omnibot.backends.redis_queue import RedisQueue
@@ -285,3 +285,16 @@ def test_block_interval_below_cluster_socket_timeout(redis_cluster_url):
             RedisQueue(client, block_interval=1.0)
     finally:
         client.close()
+
+
+@pytest.mark.redis_cluster
+def test_web_process_uses_cluster_fail_fast_settings(redis_cluster_url, redis_cluster_namespace, tmp_path):
+    queue = open_queue(f"{redis_cluster_url}&prefix={redis_cluster_namespace}", str(tmp_path), fail_fast=True)
+    try:
+        client = queue._client
+        nodes = [node.redis_connection.connection_pool.connection_kwargs for node in client.get_primaries()]
+
+        assert [node["socket_timeout"] for node in nodes] == [FAIL_FAST_CLUSTER_CLIENT["socket_timeout"]] * 3
+        assert client.retry.get_retries() == FAIL_FAST_CLUSTER_CLIENT["retries"]
+    finally:
+        queue.close()

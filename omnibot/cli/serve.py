@@ -9,7 +9,8 @@ import os
 import sys
 import threading
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.urls import uri_to_iri
 
 from omnibot.app import create_app
 from omnibot.backends.redis_connection import redact_url
@@ -31,6 +32,22 @@ def add_arguments(parser):
     parser.add_argument("--concurrency", type=int, help="worker threads (default: $WEBHOOK_WORKER_CONCURRENCY or 10)")
 
 
+class PlainAccessLogHandler(WSGIRequestHandler):
+    """Werkzeug's request handler, with access lines free of the ANSI colour codes it adds to them.
+
+    The codes suit a terminal, but ``omnibot serve`` usually writes its log to a file.
+    """
+
+    def log_request(self, code="-", size="-") -> None:
+        try:
+            line = f"{self.command} {uri_to_iri(self.path)} {self.request_version}"
+        except AttributeError:
+            # A request line that could not be parsed has no path.
+            line = self.requestline
+        printable = "".join(char if char.isprintable() else repr(char)[1:-1] for char in line)
+        self.log("info", '"%s" %s %s', printable, code, size)
+
+
 def run(args):
     configure_logging("text")
     settings = settings_from_args(args, data_dir=args.data_dir)
@@ -39,7 +56,7 @@ def run(args):
 
     worker = Worker(runtime, args.concurrency or settings.worker_concurrency)
     watcher = Watcher(runtime)
-    server = make_server(args.host, args.port, create_app(runtime), threaded=True)
+    server = make_server(args.host, args.port, create_app(runtime), threaded=True, request_handler=PlainAccessLogHandler)
     stopped = threading.Event()
 
     def stop(signum):

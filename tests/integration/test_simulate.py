@@ -90,6 +90,9 @@ def test_message(serve, slack):
     post = next(call for call in slack.calls("chat.postMessage") if call["args"].get("text") == "pong")
     assert post["args"]["channel"] == "C0TEST001"
     assert post["args"]["thread_ts"]
+    # The access line of the request is plain text, without terminal colour codes.
+    assert '"POST /api/v1/slack/event HTTP/1.1" 200' in serve.log()
+    assert "\x1b[" not in serve.log()
 
 
 def test_resent_message_is_a_duplicate(serve, slack):

@@ -73,7 +73,7 @@ class SqliteConnections:
         self._generation = 0
 
         # Writers of this file take turns on it; see writer().
-        self._write_lock = WriterTurns(path + ".writer-lock")
+        self._write_lock = WriterTurns(path + ".writer-lock", timeout=busy_timeout)
 
         # Connections inherited through fork(), kept referenced so that garbage
         # collection in the child never closes them.

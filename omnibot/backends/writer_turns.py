@@ -7,15 +7,25 @@ Under a burst of events most writers would sleep. omnibot's writers take
 turns on a lock that wakes the next one at once instead: a thread lock
 inside a process, and ``flock`` on a lock file beside the database between
 processes. The kernel drops an ``flock`` when its process dies, so a
-crashed writer never leaves the file locked.
+crashed writer never leaves the file locked. A writer that hangs while it
+has the turn makes the others give up after a timeout, as SQLite's busy
+timeout would.
 """
+
+# A process that waits for another process's turn tries again after this
+# pause, doubling it up to the maximum, in seconds.
+_FIRST_RETRY_PAUSE = 0.0001
+_MAX_RETRY_PAUSE = 0.002
 
 import contextlib
 import fcntl
 import logging
 import os
 import threading
+import time
 import typing
+
+from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -29,19 +39,30 @@ class WriterTurns:
 
     Args:
         path: The lock file, created when missing.
+        timeout: Seconds to wait for a turn before raising BackendUnavailable.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, timeout: float = 5.0):
         self.path = path
+        self.timeout = timeout
         self._state: typing.Optional[_ProcessTurns] = None
 
     @contextlib.contextmanager
     def turn(self) -> typing.Iterator[None]:
-        """Block until this thread's turn, and hold it for the ``with`` block."""
+        """Wait for this thread's turn, and hold it for the ``with`` block.
+
+        Raises:
+            BackendUnavailable: No turn came within ``timeout`` seconds.
+        """
         state = self._process_state()
-        with state.thread_lock:
+        deadline = time.monotonic() + self.timeout
+        if not state.thread_lock.acquire(timeout=self.timeout):
+            raise BackendUnavailable(
+                f"timed out after {self.timeout:g} s waiting to write {self.path}: another thread of this process is writing it"
+            )
+        try:
             if state.depth == 0 and state.fd is not None:
-                fcntl.flock(state.fd, fcntl.LOCK_EX)
+                self._lock_file(state.fd, deadline)
             state.depth += 1
             try:
                 yield
@@ -49,6 +70,27 @@ class WriterTurns:
                 state.depth -= 1
                 if state.depth == 0 and state.fd is not None:
                     fcntl.flock(state.fd, fcntl.LOCK_UN)
+        finally:
+            state.thread_lock.release()
+
+    def _lock_file(self, fd: int, deadline: float) -> None:
+        """Take the flock of ``fd``, trying again after short pauses until ``deadline``.
+
+        A blocking flock cannot time out, so a process that hangs with the
+        lock would block every other writer for good.
+        """
+        pause = _FIRST_RETRY_PAUSE
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise BackendUnavailable(
+                        f"timed out after {self.timeout:g} s waiting to write {self.path}: another process is writing it"
+                    ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, _MAX_RETRY_PAUSE)
 
     def _process_state(self) -> "_ProcessTurns":
         """Return this process's state, made on first use after start or fork.

@@ -4,7 +4,10 @@ import multiprocessing
 import os
 import time
 
+import pytest
+
 from omnibot.backends.writer_turns import WriterTurns
+from omnibot.errors import BackendUnavailable
 
 
 def _take_turn_and_record(lock_path, log_path):
@@ -65,3 +68,29 @@ def _flock_is_free(path):
     finally:
         os.close(fd)
     return True
+
+
+def _hold_turn(lock_path, ready_path, seconds):
+    turns = WriterTurns(lock_path)
+    with turns.turn():
+        open(ready_path, "w").close()
+        time.sleep(seconds)
+
+
+def test_a_hung_holder_makes_others_give_up(tmp_path):
+    lock_path = str(tmp_path / "queue.db.writer-lock")
+    ready = tmp_path / "ready"
+    holder = multiprocessing.get_context("fork").Process(target=_hold_turn, args=(lock_path, str(ready), 5))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready.exists()
+
+        with pytest.raises(BackendUnavailable, match="another process is writing it"):
+            with WriterTurns(lock_path, timeout=0.3).turn():
+                pass
+    finally:
+        holder.terminate()
+        holder.join(timeout=10)

@@ -12,11 +12,6 @@ has the turn makes the others give up after a timeout, as SQLite's busy
 timeout would.
 """
 
-# A process that waits for another process's turn tries again after this
-# pause, doubling it up to the maximum, in seconds.
-_FIRST_RETRY_PAUSE = 0.0001
-_MAX_RETRY_PAUSE = 0.002
-
 import contextlib
 import fcntl
 import logging
@@ -28,6 +23,12 @@ import typing
 from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
+
+# A process that waits for another process's turn tries again after this
+# pause, doubling it up to the maximum, in seconds. A turn lasts about 0.1 to
+# 0.5 ms, and a maximum of 2 ms doubled the p99 of the acknowledgement benchmark.
+_FIRST_RETRY_PAUSE = 0.00005
+_MAX_RETRY_PAUSE = 0.0005
 
 
 class WriterTurns:

@@ -30,7 +30,8 @@ from omnibot.inbound import Answer
 from omnibot.inbound.events import accept_event
 from omnibot.routes import metrics
 
-logger = logging.getLogger(__name__)
+# The Flask app's logger, so that a 500 or 503 is logged under the same name on both paths.
+logger = logging.getLogger("omnibot.app")
 
 EVENT_PATH = "/api/v1/slack/event"
 
@@ -81,7 +82,8 @@ class EventFastPath:
         if environ.get("HTTP_TRANSFER_ENCODING"):
             return None
         value = environ.get("CONTENT_LENGTH", "")
-        if not value.isdigit():
+        # isdigit() alone accepts digits such as "²" that int() rejects.
+        if not (value.isascii() and value.isdigit()):
             return None
         length = int(value)
         return length if length <= self._runtime.settings.max_body_bytes else None

@@ -79,6 +79,8 @@ class RequestVerifier:
         headers look right is reported as a signature that does not match.
         """
         if bot.app_id not in self._verifiers:
+            if not bot.credentials.verification_token:
+                return "the app has neither a signing secret nor a verification token configured"
             if not isinstance(token, str) or not token:
                 return "the body has no token and the app has no signing secret configured"
             return "the token does not match the app's verification token"
@@ -92,10 +94,10 @@ class RequestVerifier:
         if not timestamp.isascii() or not timestamp.isdigit():
             return f"the {TIMESTAMP_HEADER} header is not a number of seconds"
         now = self._clock.now() if self._clock is not None else time.time()
-        skew = int(now) - int(timestamp)
+        skew = now - int(timestamp)
         if abs(skew) > MAX_TIMESTAMP_SKEW:
             side = "old" if skew > 0 else "in the future"
-            return f"the timestamp is {abs(skew)} s {side}, more than {MAX_TIMESTAMP_SKEW} s from this server's clock"
+            return f"the timestamp is {abs(skew):.0f} s {side}, more than {MAX_TIMESTAMP_SKEW} s from this server's clock"
         return "the signature does not match the body and the app's signing secret"
 
     def find_bot(self, body: bytes, headers, token, candidates=None):

@@ -46,8 +46,11 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS claims_by_expires_at ON claims (expires_at);
 """
 
-# Expired claims are deleted during a write at most this often, in seconds.
+# Expired claims are deleted during a write at most this often, in seconds,
+# and at most this many at a time, so that one request does not pay for a
+# minute of expired claims.
 _CLAIM_PURGE_INTERVAL = 60.0
+_CLAIM_PURGE_BATCH = 2000
 
 # get() polls the file while the queue is empty. The pause grows from the
 # first to the max value, so an idle worker costs a few cheap reads per second
@@ -121,9 +124,11 @@ class SqliteQueue(Queue):
 
     def _write_puts(self, puts: typing.List["_Put"]) -> typing.List[typing.Optional[str]]:
         """Write a batch of puts in one transaction and return each message id, or None for a duplicate."""
-        now = time.time()
         results = []
+        purged = None
         with self._db.write_transaction() as conn:
+            # Read inside the transaction: the turn may have taken a while.
+            now = time.time()
             for put in puts:
                 if put.claims and not _claim(conn, put.claims, now + put.ttl, now):
                     results.append(None)
@@ -135,8 +140,14 @@ class SqliteQueue(Queue):
                 results.append(put.message_id)
 
             if now >= self._next_claim_purge:
-                self._next_claim_purge = now + _CLAIM_PURGE_INTERVAL
-                conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
+                purged = conn.execute(
+                    "DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE expires_at <= ? LIMIT ?)",
+                    (now, _CLAIM_PURGE_BATCH),
+                ).rowcount
+
+        if purged is not None:
+            # A full batch means more expired claims wait, so the next write deletes more.
+            self._next_claim_purge = now + (0.0 if purged >= _CLAIM_PURGE_BATCH else _CLAIM_PURGE_INTERVAL)
         return results
 
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
@@ -376,12 +387,16 @@ class _Put(typing.NamedTuple):
 
 
 def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> bool:
-    """Claim every key that is free or expired; return True when all were, False for a duplicate.
+    """Claim every key when none is claimed (or every claim expired); return False for a duplicate.
 
-    The update runs only for an expired row, so the change count is the
-    number of keys claimed. Keys claimed for a duplicate stay claimed, which
-    is harmless because they name the same delivery.
+    A duplicate claims nothing, as on Redis: the keys are checked first. The
+    update of the INSERT runs only for an expired row.
     """
+    marks = ", ".join("?" * len(keys))
+    held = conn.execute(f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1", (*keys, now)).fetchone()
+    if held is not None:
+        return False
+
     rows = ", ".join(["(?, ?)"] * len(keys))
     parameters = [item for key in keys for item in (key, expires_at)]
     parameters.append(now)

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import typing
+import weakref
 
 from omnibot.errors import BackendUnavailable
 
@@ -47,6 +48,10 @@ class WriterTurns:
         self.path = path
         self.timeout = timeout
         self._state: typing.Optional[_ProcessTurns] = None
+
+        # A weak reference, so that the fork hook does not keep this object alive.
+        turns = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (alive := turns()) is not None and alive._close_inherited())
 
     @contextlib.contextmanager
     def turn(self) -> typing.Iterator[None]:
@@ -108,9 +113,23 @@ class WriterTurns:
             self._state = state
         return state
 
+    def _close_inherited(self) -> None:
+        """Close the lock file descriptor inherited through fork(); run in the child before any other thread starts.
+
+        The inherited descriptor shares the parent's flock, which would
+        outlive the parent while the child keeps it open. Closing the child's
+        copy leaves the parent's lock as it is.
+        """
+        state = self._state
+        self._state = None
+        if state is not None and state.fd is not None:
+            os.close(state.fd)
+
     def _open_lock_file(self) -> typing.Optional[int]:
         try:
-            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Readable and writable by every user the umask allows, so that a
+            # command run as another user does not lock the service out of it.
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as error:
             logger.warning("cannot open %s (%s); processes writing the same SQLite file will wait in SQLite's busy handler", self.path, error)
             return None

@@ -166,3 +166,13 @@ def test_undecodable_body_is_logged_with_its_reason(clients, caplog):
 
     assert response.status_code == 400
     assert "rejected POST /api/v1/slack/event with 400: request body is not valid JSON" in caplog.text
+
+
+def test_non_ascii_digit_content_length_is_left_to_flask(clients):
+    fast, _ = clients
+
+    # str.isdigit() accepts "²", which int() rejects.
+    response = fast.post(EVENT_PATH, data=b"{}", headers={"Content-Type": "application/json", "Content-Length": "\u00b2"})
+
+    assert response.status_code < 500
+    assert response.get_json()["status"] == "failure"

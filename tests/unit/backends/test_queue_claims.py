@@ -162,3 +162,12 @@ def test_redis_claim_keys_share_hash_tag(redis_url, redis_namespace):
     assert all(0 < client.pttl(key) <= LONG_TTL * 1000 for key in claim_keys)
     queue.close()
     client.close()
+
+
+def test_duplicate_claims_none_of_its_new_keys(queue):
+    assert queue.put_unless_claimed({"n": 1}, ["event:A"], LONG_TTL) is not None
+    assert queue.put_unless_claimed({"n": 2}, ["event:A", "event:B"], LONG_TTL) is None
+
+    # event:B was not claimed by the duplicate, on SQLite as on Redis.
+    assert queue.put_unless_claimed({"n": 3}, ["event:B"], LONG_TTL) is not None
+    assert queue.depth() == 2

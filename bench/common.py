@@ -268,6 +268,20 @@ def stop_all(processes: typing.Iterable[typing.Optional[ChildProcess]]) -> None:
 # -- Slack requests ------------------------------------------------------------
 
 
+def parse_backends(parser, value: str) -> typing.List[str]:
+    """Return the backends of a comma-separated ``--backends`` value; stop through ``parser`` when one is unknown.
+
+    The Redis backend also needs ``redis-server`` on PATH, because each benchmark starts its own.
+    """
+    backends = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(backends) - {"sqlite", "redis"})
+    if unknown:
+        parser.error(f"unknown backend(s) {', '.join(unknown)}; use sqlite and/or redis")
+    if "redis" in backends and shutil.which("redis-server") is None:
+        parser.error("the redis backend needs redis-server on PATH; install Redis or pass --backends sqlite")
+    return backends
+
+
 def signed_json(body: typing.Mapping, secret: str) -> typing.Tuple[bytes, typing.Dict[str, str]]:
     """Encode ``body`` as JSON and return it with Slack's signature headers for ``secret``."""
     raw = json.dumps(body).encode("utf-8")

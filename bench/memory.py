@@ -32,6 +32,7 @@ import time
 import typing
 
 from bench.common import (
+    parse_backends,
     REPO,
     FakeSlackProcess,
     RedisServer,
@@ -290,12 +291,7 @@ def parse_arguments(argv) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     args = parser.parse_args(argv)
 
-    args.backends = [name.strip() for name in args.backends.split(",") if name.strip()]
-    unknown = sorted(set(args.backends) - {"sqlite", "redis"})
-    if unknown:
-        parser.error(f"unknown backend(s) {', '.join(unknown)}; use sqlite and/or redis")
-    if "redis" in args.backends and shutil.which("redis-server") is None:
-        parser.error("the redis backend needs redis-server on PATH; install Redis or pass --backends sqlite")
+    args.backends = parse_backends(parser, args.backends)
     return args
 
 

@@ -25,7 +25,7 @@ def create_app(runtime: Runtime) -> Flask:
     Every route responds with JSON, errors included. Request bodies larger than
     ``settings.max_body_bytes`` get 413 before they are read. Slack events
     go through :class:`omnibot.event_fast_path.EventFastPath` first, which
-    answers them without Flask when Flask would give the same answer.
+    responds to them without Flask when Flask would give the same response.
     """
     app = Flask("omnibot")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_body_bytes

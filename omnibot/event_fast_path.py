@@ -11,9 +11,9 @@ WSGI environ alone, that Flask would do the same:
 * every authorization check reads the path alone
   (:func:`omnibot.authnz.decision_by_path`) and they allow the path.
 
-Any other request goes to Flask unchanged, so the answers, status codes,
-logs and metrics of the two paths are the same; the tests run every event
-through this layer, because :func:`omnibot.app.create_app` installs it.
+Any other request goes to Flask unchanged, so the responses, status codes,
+logs and metrics of the two paths are the same. :func:`omnibot.app.create_app`
+installs this layer, so the tests run every event through it.
 """
 
 import json

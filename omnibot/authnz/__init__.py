@@ -113,11 +113,11 @@ def denial_reason(checks: typing.Sequence) -> typing.Optional[str]:
 
 
 def decision_by_path(checks: typing.Sequence, path: str) -> typing.Optional[bool]:
-    """Return the checks' answer for ``path`` when every check reads the path alone, else None.
+    """Return the checks' decision for ``path`` when every check reads the path alone, else None.
 
     Only :func:`allowed_paths` is known to read nothing but the path. With
     any other check, with no checks, or with kwargs that
-    :func:`allowed_paths` would reject, the answer needs the full request
+    :func:`allowed_paths` would reject, the decision needs the full request
     and this returns None. The result is the one :func:`denial_reason`
     would reach, so a caller may keep it for as long as ``checks`` stay in force.
     """

@@ -38,10 +38,10 @@ _REDIS_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 FAIL_FAST_CLIENT = {"socket_timeout": 0.8, "socket_connect_timeout": 0.5, "retries": 1}
 FAIL_FAST_BLOCK_INTERVAL = 0.5
 
-# The same for Redis Cluster. After a timeout the cluster client also
-# reconnects and reads the slot map, each step waiting for socket_timeout:
-# a hung primary took 5.1 s with the settings above, 2.7 s with a 0.4 s
-# timeout and one retry, and 1.5 s with these (measured, redis-py 8.2).
+# The same for Redis Cluster, whose client also reconnects and reads the slot
+# map after a timeout, each step waiting for socket_timeout. A put whose
+# primary hung took 5.1 s with the settings above, 2.7 s with a 0.4 s timeout
+# and one retry, and 1.5 s with these (measured with redis-py 8.2).
 FAIL_FAST_CLUSTER_CLIENT = {"socket_timeout": 0.5, "socket_connect_timeout": 0.3, "retries": 0}
 FAIL_FAST_CLUSTER_BLOCK_INTERVAL = 0.25
 

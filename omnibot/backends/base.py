@@ -54,8 +54,8 @@ class Queue(abc.ABC):
         is stored and None is returned: the body is a duplicate. Otherwise
         the keys are claimed, the body is stored durably, and its message id
         is returned. A failure stores and claims nothing, so a retry of the
-        same body is accepted. Claims live beside the messages, so every
-        process putting on one queue sees the same claims.
+        same body is accepted. Claims are stored beside the messages, so
+        all processes that put on one queue share the same claims.
 
         Raises:
             ValueError: When ``ttl`` is not positive.

@@ -393,8 +393,10 @@ def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> b
     update of the INSERT runs only for an expired row.
     """
     marks = ", ".join("?" * len(keys))
-    held = conn.execute(f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1", (*keys, now)).fetchone()
-    if held is not None:
+    still_claimed = conn.execute(
+        f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1", (*keys, now)
+    ).fetchone()
+    if still_claimed is not None:
         return False
 
     rows = ", ".join(["(?, ?)"] * len(keys))

@@ -49,7 +49,7 @@ def clients(tmp_path):
 
 
 def requests_to_compare():
-    """Yield (name, raw body, headers) for each kind of answer the event route gives."""
+    """Yield (name, raw body, headers) for each kind of response the event route gives."""
     event = message_event("hello")
     raw, headers = signed(event)
     yield "queued", raw, headers
@@ -168,7 +168,7 @@ def test_undecodable_body_is_logged_with_its_reason(clients, caplog):
     assert "rejected POST /api/v1/slack/event with 400: request body is not valid JSON" in caplog.text
 
 
-def test_non_ascii_digit_content_length_is_left_to_flask(clients):
+def test_content_length_non_ascii_digit_goes_to_flask(clients):
     fast, _ = clients
 
     # str.isdigit() accepts "²", which int() rejects.

@@ -17,7 +17,7 @@ def _take_turn_and_record(lock_path, log_path):
             log.write("child\n")
 
 
-def test_a_process_waits_for_the_turn_of_another(tmp_path):
+def test_turn_waits_for_other_process(tmp_path):
     lock_path = str(tmp_path / "queue.db.writer-lock")
     log_path = tmp_path / "order.log"
     turns = WriterTurns(lock_path)
@@ -77,7 +77,7 @@ def _hold_turn(lock_path, ready_path, seconds):
         time.sleep(seconds)
 
 
-def test_a_hung_holder_makes_others_give_up(tmp_path):
+def test_turn_times_out_behind_hung_holder(tmp_path):
     lock_path = str(tmp_path / "queue.db.writer-lock")
     ready = tmp_path / "ready"
     holder = multiprocessing.get_context("fork").Process(target=_hold_turn, args=(lock_path, str(ready), 5))

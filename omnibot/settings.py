@@ -37,6 +37,17 @@ def _env_float(environ, name, default, aliases=()):
     return default
 
 
+def _env_flag(environ, name, default):
+    raw = (environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not one of 1, 0, true, false, yes, no, on, off")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything a process needs besides the YAML config.
@@ -54,6 +65,9 @@ class Settings:
         dedup_ttl: Seconds a seen Slack event id is remembered.
         callback_timeout: Seconds a worker waits for one queued callback
             (``CALLBACK_TIMEOUT``); 0 waits without a limit.
+        post_metadata: Mark each ``chat.postMessage`` of a queued message with
+            message metadata so a redelivery does not post it twice
+            (``OMNIBOT_POST_METADATA``, default on; ``0`` turns it off).
         environ: The environment the credentials are read from.
     """
 
@@ -69,6 +83,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     dedup_ttl: float = 3600.0
     callback_timeout: float = DEFAULT_CALLBACK_TIMEOUT
+    post_metadata: bool = True
     statsd_host: typing.Optional[str] = None
     statsd_port: int = 8125
     statsd_prefix: str = "omnibot"
@@ -97,6 +112,7 @@ class Settings:
             max_body_bytes=_env_int(environ, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             dedup_ttl=_env_float(environ, "DEDUP_TTL", 3600.0),
             callback_timeout=_env_float(environ, "CALLBACK_TIMEOUT", DEFAULT_CALLBACK_TIMEOUT),
+            post_metadata=_env_flag(environ, "OMNIBOT_POST_METADATA", True),
             statsd_host=environ.get("STATSD_HOST") or None,
             statsd_port=_env_int(environ, "STATSD_PORT", 8125),
             statsd_prefix=environ.get("STATSD_PREFIX") or "omnibot",

@@ -149,3 +149,20 @@ def suggest_options(container, prefix="opt"):
             for number in (1, 2)
         ]
     }
+
+
+def post_messages(container, posts=()):
+    """Return one ``chat.postMessage`` action per mapping in ``posts``, used as its kwargs."""
+    return {"actions": [{"action": "chat.postMessage", "kwargs": dict(post)} for post in posts]}
+
+
+def reply_then_react(container, text="ok", name="eyes"):
+    """Reply in the thread, then add a reaction to the message; used to kill a worker between two actions."""
+    _append("reply_then_react", container)
+    reaction = {"channel": container.channel_id, "timestamp": container.payload["ts"], "name": name}
+    return {
+        "actions": [
+            {"action": "chat.postMessage", "kwargs": {"text": text}},
+            {"action": "reactions.add", "kwargs": reaction},
+        ]
+    }

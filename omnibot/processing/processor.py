@@ -13,6 +13,7 @@ from omnibot.containers import InteractiveComponent, Message, Reaction, SlashCom
 from omnibot.errors import CallbackError
 from omnibot.logs import without_tokens
 from omnibot.processing import callbacks, interactive_routing, matching
+from omnibot.processing.post_once import PostMarks
 from omnibot.processing.progress import Progress
 from omnibot.processing.results import ResultApplier
 from omnibot.stats import seconds_since
@@ -63,6 +64,15 @@ class Processor:
             return
 
         progress = Progress(self.runtime.cache, message_id, attempts)
+        # A redelivery, or a replayed dead letter with finished callbacks, may
+        # follow a delivery that posted before it stopped.
+        progress.marks = PostMarks(
+            self.runtime.clients,
+            message_id,
+            envelope.get("received_at"),
+            check=attempts > 1 or progress.stored,
+            enabled=self.runtime.settings.post_metadata,
+        )
         trace = envelope_trace(bot, envelope)
         if kind == "event":
             self._observe_delivery(envelope, attempts, trace)
@@ -258,7 +268,7 @@ class Processor:
 
         self.runtime.stats.callback_finished(spec.module, time.perf_counter() - started, True)
         if result:
-            self.results.apply(container, result, response_type)
+            self.results.apply(container, result, response_type, progress.marks, key)
         progress.mark_done(key)
         return None
 

@@ -6,8 +6,10 @@ skipped on the retry, so their effects happen once. The record is written
 only when a callback failed, so the common path costs no cache write. It
 is read on every delivery, because a dead letter replayed with ``omnibot dlq
 replay`` starts again at attempt 1 and must still skip the callbacks that
-finished before it was dead-lettered. A worker killed mid-message leaves no record, and the redelivery runs every
-callback again (at-least-once).
+finished before it was dead-lettered. A worker killed mid-message leaves no
+record, and the redelivery runs every callback again; the posts those
+callbacks made before the kill are found by their marks and not made twice
+(:mod:`omnibot.processing.post_once`).
 """
 
 import json
@@ -25,7 +27,13 @@ class Progress:
         cache: The cache backend.
         message_id: The queue's id of the message.
         attempts: The delivery number, kept for callers; the record is read whatever its value.
+
+    Attributes:
+        marks: The :class:`omnibot.processing.post_once.PostMarks` of this
+            delivery, set by the processor; None marks no post.
     """
+
+    marks = None
 
     def __init__(self, cache, message_id: str, attempts: int):
         self._cache = cache
@@ -36,6 +44,11 @@ class Progress:
         if raw:
             self._done = set(json.loads(raw))
             self._stored = True
+
+    @property
+    def stored(self) -> bool:
+        """Whether an earlier delivery recorded finished callbacks."""
+        return self._stored
 
     def is_done(self, callback_key: str) -> bool:
         return callback_key in self._done

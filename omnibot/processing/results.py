@@ -34,8 +34,22 @@ class ResultApplier:
         # One pooled session for every response_url post of this process.
         self.session = requests.Session()
 
-    def apply(self, container, result: typing.Mapping, response_type: typing.Optional[str] = None) -> None:
-        """Post every response, then perform every action, of ``result``."""
+    def apply(
+        self,
+        container,
+        result: typing.Mapping,
+        response_type: typing.Optional[str] = None,
+        marks=None,
+        callback_key: typing.Optional[str] = None,
+    ) -> None:
+        """Post every response, then perform every action, of ``result``.
+
+        Args:
+            marks: The :class:`omnibot.processing.post_once.PostMarks` of the
+                delivery, which mark each ``chat.postMessage`` as action
+                ``<callback_key>/<index>`` and skip one made on an earlier
+                delivery; None marks nothing.
+        """
         trace = container.event_trace
         responses = result.get("responses") or []
         actions = result.get("actions") or []
@@ -45,11 +59,17 @@ class ResultApplier:
 
         for response in responses:
             self.post_response(container, response, response_type)
-        for action in actions:
-            self.perform_action(container, action)
+        for index, action in enumerate(actions):
+            place = f"{callback_key}/{index}" if marks is not None and callback_key else None
+            self.perform_action(container, action, marks, place)
 
-    def perform_action(self, container, action) -> typing.Optional[dict]:
-        """Call one Slack Web API method; return Slack's response, or None when the action is malformed."""
+    def perform_action(self, container, action, marks=None, place=None) -> typing.Optional[dict]:
+        """Call one Slack Web API method; return Slack's response, or None when the action is malformed.
+
+        A ``chat.postMessage`` with ``marks`` and ``place`` carries their mark,
+        and is skipped when Slack already holds the post from an earlier
+        delivery; the earlier post is then returned as Slack's response.
+        """
         trace = container.event_trace
         if not isinstance(action, dict) or not isinstance(action.get("action"), str):
             logger.error("skipped a malformed action (needs an 'action' string): %r", _short(action), extra=trace)
@@ -63,6 +83,16 @@ class ResultApplier:
         kwargs = self._unparse(container, kwargs)
         if method == "chat.postMessage":
             kwargs = _default_destination(container, kwargs)
+            if marks is not None and place is not None:
+                earlier = marks.prepare(container.bot, place, kwargs, trace)
+                if earlier is not None:
+                    logger.info(
+                        "skipped chat.postMessage %s: Slack already has it from an earlier delivery (ts %s)",
+                        place,
+                        earlier.get("ts"),
+                        extra=trace,
+                    )
+                    return {"ok": True, "channel": kwargs.get("channel"), "ts": earlier.get("ts"), "message": earlier}
 
         answer = self.runtime.clients.call(container.bot, method, kwargs, trace=trace)
         if answer.get("ok"):

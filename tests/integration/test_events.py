@@ -59,6 +59,10 @@ handlers:
       match_type: "command"
       bots: {"test-team": ["testbot"]}
       callbacks: [{module: "tests.recorders:slow_reply", kwargs: {seconds: 2, text: "slow done"}}]
+    - match: "replyreact"
+      match_type: "command"
+      bots: {"test-team": ["testbot"]}
+      callbacks: [{module: "tests.recorders:reply_then_react", kwargs: {text: "before the kill"}}]
     - match: "hey"
       match_type: "command"
       match_mention: true
@@ -376,3 +380,25 @@ def test_killed_worker_leaves_message_for_next_worker(stack, slack):
     assert post[0]["args"]["thread_ts"] == ts
     stack.settle(1)
     assert len(posts_with(slack, "slow done")) == 1
+
+
+def test_worker_killed_after_post_posts_once(stack, slack):
+    # The reaction, the action after the post, hangs, so the worker is killed
+    # after Slack accepted the post and before the queue heard of it.
+    slack.add_fault("reactions.add", delay=8, times=1)
+    ts = new_ts()
+    stack.post_event(message_event("<@U0BOT0001> replyreact", ts=ts))
+    wait_until(lambda: posts_with(slack, "before the kill"))
+
+    victim = next(w for w in stack.workers if w.poll() is None)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    stack.start_worker()
+
+    wait_until(lambda: len([c for c in stack.calls("reply_then_react") if c["payload"]["ts"] == ts]) == 2, timeout=30)
+    wait_until(lambda: [c for c in slack.calls("reactions.add") if c["args"].get("timestamp") == ts and c["status"] == 200])
+    stack.settle(1)
+    assert len(posts_with(slack, "before the kill")) == 1
+    replies = [c for c in slack.calls("conversations.replies") if c["args"].get("ts") == ts]
+    assert len(replies) == 1
+    assert "Slack already has it from an earlier delivery" in stack.logs()

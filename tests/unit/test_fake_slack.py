@@ -1003,3 +1003,17 @@ def test_generate_workspace_counts():
     assert any(channel.get("is_archived") for channel in workspace["channels"])
     assert [user["id"] for user in small["users"]] == ["U0BOT0001", "U0TEST001"]
     assert [channel["id"] for channel in small["channels"]] == ["C0TEST001"]
+
+
+def test_history_and_replies_return_metadata_only_when_asked(client):
+    metadata = {"event_type": "omnibot_post", "event_payload": {"post": "x"}}
+    parent = client.chat_postMessage(channel="C0TEST001", text="parent", metadata=metadata)["ts"]
+    client.chat_postMessage(channel="C0TEST001", text="reply", thread_ts=parent, metadata=metadata)
+
+    plain = client.conversations_history(channel="C0TEST001")["messages"]
+    full = client.conversations_history(channel="C0TEST001", include_all_metadata=True)["messages"]
+    thread = client.conversations_replies(channel="C0TEST001", ts=parent, include_all_metadata=True)["messages"]
+
+    assert [message.get("metadata") for message in plain] == [None]
+    assert [message.get("metadata") for message in full] == [metadata]
+    assert [message.get("metadata") for message in thread] == [metadata, metadata]

@@ -48,6 +48,11 @@ class Worker:
     def start(self) -> "Worker":
         """Start the threads and return at once."""
         logger.info("worker starting with %d threads", self.concurrency)
+        if not self.runtime.settings.post_metadata:
+            logger.info(
+                "posts carry no metadata marks (OMNIBOT_POST_METADATA is off), "
+                "so a message delivered again can post its replies twice"
+            )
         for number in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"omnibot-worker-{number}", daemon=True)
             thread.start()

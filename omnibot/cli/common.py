@@ -12,8 +12,16 @@ logger = logging.getLogger(__name__)
 
 
 def settings_from_args(args, **overrides) -> Settings:
-    """Build settings from the environment, with ``--config`` and other flags winning."""
-    return Settings.from_env(config_file=getattr(args, "config", None), **overrides)
+    """Build settings from the environment, with ``--config`` and other flags winning.
+
+    An environment variable with an invalid value prints one line naming it
+    and exits with status 2.
+    """
+    try:
+        return Settings.from_env(config_file=getattr(args, "config", None), **overrides)
+    except ValueError as error:
+        print(f"omnibot: {error}", file=sys.stderr)
+        sys.exit(2)
 
 
 def runtime_or_exit(settings):

@@ -94,8 +94,8 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     # failure leaves nothing claimed and Slack's retry is accepted.
     try:
         message_id = runtime.queue.put_unless_claimed(envelope, dedup.event_keys(bot.app_id, payload), runtime.settings.dedup_ttl)
-    except BackendUnavailable:
-        logger.error("queue backend unavailable; responding 503 so Slack retries", extra=trace)
+    except BackendUnavailable as error:
+        logger.error("queue backend unavailable (%s); responding 503 so Slack retries", error, extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
         logger.exception("failed to queue event %s", payload.get("event_id"), extra=trace)

@@ -165,8 +165,8 @@ def claim(runtime, keys: typing.Sequence[str], trace) -> typing.Optional[bool]:
     """
     try:
         return dedup.claim(runtime.cache, keys, runtime.settings.dedup_ttl)
-    except BackendUnavailable:
-        logger.error("cache backend unavailable; responding 503", extra=trace)
+    except BackendUnavailable as error:
+        logger.error("cache backend unavailable (%s); responding 503", error, extra=trace)
         return None
 
 
@@ -186,9 +186,9 @@ def enqueue(runtime, kind: str, bot, payload: typing.Mapping, keys, trace) -> ty
     what = kind.replace("_", " ")
     try:
         message_id = runtime.queue.put(envelope)
-    except BackendUnavailable:
+    except BackendUnavailable as error:
         dedup.release(runtime.cache, keys)
-        logger.error("queue backend unavailable; responding 503", extra=trace)
+        logger.error("queue backend unavailable (%s); responding 503", error, extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
         dedup.release(runtime.cache, keys)

@@ -94,7 +94,7 @@ class Processor:
         before_ack = seconds_since(event.get("event_ts"), envelope.get("received_at"))
         logger.warning(
             "event processed %.1f s after its event_ts "
-            "(acknowledged after %s; Slack retry %s, reason %s; delivery attempt %d)",
+            "(received by omnibot %s after it; Slack retry %s, reason %s; delivery attempt %d)",
             delay,
             "an unknown time" if before_ack is None else f"{before_ack:.1f} s",
             envelope.get("retry_num") or "none",

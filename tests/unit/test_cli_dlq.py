@@ -371,3 +371,13 @@ def test_missing_sqlite_queue_is_an_error(tmp_path, monkeypatch, capsys):
     assert out == ""
     assert "no queue at" in err
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_invalid_environment_value_exits_2(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("QUEUE_MAX_ATTEMPTS", "five")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dlq", "list", "--data-dir", str(tmp_path)])
+
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "omnibot: QUEUE_MAX_ATTEMPTS='five' is not an integer\n"

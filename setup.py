@@ -24,6 +24,7 @@ setup(
         "gunicorn>=22",
         "PyYAML>=6.0",
         "requests>=2.31",
+        "urllib3>=2",
         "slack_sdk>=3.27",
         "redis>=5.0",
         "prometheus_client>=0.20",

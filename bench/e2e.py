@@ -219,9 +219,9 @@ def parse_arguments(argv) -> argparse.Namespace:
 def measure_ceiling(slack: FakeSlackProcess, args, reuse_connections: bool = True) -> float:
     """Return the chat.postMessage calls per second the fake Slack records with nothing else running.
 
-    ``reuse_connections=False`` opens one connection per call, as omnibot's
-    workers do through slack_sdk, which costs the fake Slack a thread and a
-    connection per call.
+    ``reuse_connections=False`` opens one connection per call, as slack_sdk's
+    ``WebClient`` does (omnibot used it before it pooled its connections), which
+    costs the fake Slack a thread and a connection per call.
     """
     slack.clear_calls()
     headers = {"Content-Type": "application/json; charset=utf-8", "Authorization": f"Bearer {BOT_TOKEN}"}
@@ -398,8 +398,8 @@ def format_results(results: dict) -> str:
             f"{cell['load_average_before']:.1f}-{cell['load_average_after']:.1f}",
         ])
     notes = [
-        f"fake Slack alone (the ceiling): {results['fake_slack_ceiling']:.0f} chat.postMessage calls/s on kept-alive connections, "
-        f"{results['fake_slack_ceiling_one_connection_per_call']:.0f} with one connection per call (as slack_sdk calls it)",
+        f"fake Slack alone (the ceiling): {results['fake_slack_ceiling']:.0f} chat.postMessage calls/s on kept-alive connections (as omnibot calls it), "
+        f"{results['fake_slack_ceiling_one_connection_per_call']:.0f} with one connection per call (as slack_sdk's WebClient calls it)",
         "max: events/s from the first send to the last post; accept: events/s the web tier responded to;",
         "paced: the target rate and the rate achieved; load: 1-minute load average before and after the measurement.",
     ]

@@ -95,8 +95,9 @@ class Runtime:
         return TimedSlackData(self.cache, self.clients, self.stats)
 
     def close(self) -> None:
-        """Close the backends this runtime opened and retire this process's live metrics."""
+        """Close the backends this runtime opened and its Slack connections, and retire this process's live metrics."""
         for backend in (self._queue, self._cache):
             if backend is not None:
                 backend.close()
+        self.clients.close()
         self.stats.close()

@@ -1,25 +1,19 @@
-"""Slack Web API clients, one per bot and token kind, with retries.
+"""Slack Web API calls as a bot, with the user-token fallback, metrics and error logs.
 
-Rate limits (HTTP 429) wait for ``Retry-After``; connection errors and 5xx
-responses are retried with exponential backoff. All of it is done by
-slack_sdk's retry handlers.
+The HTTP requests, their pooled connections and their retries are in
+:mod:`omnibot.slack.transport`.
 """
 
 import json
 import logging
-import threading
 import time
 import typing
 import urllib.parse
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry import RetryHandler
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
+import urllib3
+import urllib3.exceptions
+
+from omnibot.slack.transport import USER_AGENT, ProcessPool, slack_retry
 
 logger = logging.getLogger(__name__)
 
@@ -28,38 +22,6 @@ logger = logging.getLogger(__name__)
 USER_TOKEN_FALLBACK_ERRORS = frozenset(
     {"missing_scope", "not_allowed_token_type", "channel_not_found", "not_in_channel"}
 )
-
-
-def _retry_handlers():
-    return [
-        _LoggedRetry(RateLimitErrorRetryHandler(max_retry_count=3)),
-        _LoggedRetry(ConnectionErrorRetryHandler(max_retry_count=3)),
-        _LoggedRetry(ServerErrorRetryHandler(max_retry_count=3)),
-    ]
-
-
-class _LoggedRetry(RetryHandler):
-    """Log each retry that the wrapped slack_sdk handler decides on, then let it wait."""
-
-    def __init__(self, inner: RetryHandler):
-        super().__init__(max_retry_count=inner.max_retry_count, interval_calculator=inner.interval_calculator)
-        self.inner = inner
-
-    def can_retry(self, *, state, request, response=None, error=None) -> bool:
-        return self.inner.can_retry(state=state, request=request, response=response, error=error)
-
-    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
-        # The URL ends in the method name; the token is in a header, never in the URL.
-        method = urllib.parse.urlsplit(request.url).path.rsplit("/", 1)[-1]
-        cause = f"HTTP {response.status_code}" if response is not None else type(error).__name__
-        logger.warning(
-            "retrying Slack API %s after %s (retry %d of %d)",
-            method,
-            cause,
-            state.current_attempt + 1,
-            self.inner.max_retry_count,
-        )
-        self.inner.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
 
 
 def form_fields(kwargs: typing.Mapping) -> typing.Dict[str, str]:
@@ -82,14 +44,16 @@ def form_fields(kwargs: typing.Mapping) -> typing.Dict[str, str]:
 
 
 class SlackClients:
-    """Build and reuse ``WebClient`` objects per bot and token kind.
+    """Call the Web API as the configured bots, over this process's pooled connections.
 
-    A ``WebClient`` keeps no per-request state, so one instance per token is
-    shared by every thread of the process.
+    One instance is shared by every thread of a process. Each call sends the
+    bot's token in the ``Authorization`` header, so one connection pool
+    serves every bot and token kind.
 
     Args:
         base_url: Base URL of the Slack Web API (``SLACK_API_URL``).
-        timeout: Seconds per HTTP request.
+        timeout: Seconds that each attempt may wait to connect and, separately,
+            between bytes of the response.
         stats: The process's :class:`omnibot.stats.Stats`; None records no metrics.
     """
 
@@ -99,28 +63,7 @@ class SlackClients:
         self.base_url = base_url
         self.timeout = timeout
         self.stats = stats
-        self._clients: typing.Dict[typing.Tuple[str, str], WebClient] = {}
-        self._lock = threading.Lock()
-
-    def client(self, bot, kind: str = "bot") -> typing.Optional[WebClient]:
-        """Return the client of ``bot`` for ``kind`` ``bot`` or ``user``; None without such a token."""
-        token = bot.credentials.bot_token if kind == "bot" else bot.credentials.user_token
-        if not token:
-            return None
-        key = (bot.app_id, kind)
-        client = self._clients.get(key)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(key)
-                if client is None:
-                    client = WebClient(
-                        token=token,
-                        base_url=self.base_url,
-                        timeout=self.timeout,
-                        retry_handlers=_retry_handlers(),
-                    )
-                    self._clients[key] = client
-        return client
+        self._pool = ProcessPool(base_url)
 
     def call(self, bot, method: str, kwargs: typing.Mapping, *, fallback: bool = True, trace=None) -> dict:
         """Call ``method`` as ``bot`` and return Slack's response as a dict.
@@ -128,14 +71,18 @@ class SlackClients:
         When the bot token fails with an error in
         :data:`USER_TOKEN_FALLBACK_ERRORS` and the bot has a user token, the
         call is repeated with the user token. Errors never raise: a failed
-        call returns ``{"ok": False, "error": ...}``.
+        call returns ``{"ok": False, "error": ...}``. Besides Slack's own
+        errors, ``error`` may be ``no_token_configured``, ``request_failed``
+        (Slack was not reached, with a ``detail``), ``http_<status>`` (a
+        response whose body is not a JSON object) or ``invalid_response`` (the
+        same with HTTP 200).
         """
-        answer = self._call_once(self.client(bot, "bot"), method, kwargs, trace)
+        answer = self._call_once(_token(bot, "bot"), method, kwargs, trace)
         if answer.get("ok") or not fallback or answer.get("error") not in USER_TOKEN_FALLBACK_ERRORS:
             return answer
 
-        user_client = self.client(bot, "user")
-        if user_client is None:
+        user_token = _token(bot, "user")
+        if not user_token:
             return answer
         logger.info(
             "%s failed with %s as the bot; retrying with the user token",
@@ -143,17 +90,21 @@ class SlackClients:
             answer.get("error"),
             extra=trace or {},
         )
-        return self._call_once(user_client, method, kwargs, trace)
+        return self._call_once(user_token, method, kwargs, trace)
 
-    def _call_once(self, client, method, kwargs, trace) -> dict:
-        """Make one call (slack_sdk may retry it), record its metrics and log Slack's ``error``."""
+    def close(self) -> None:
+        """Close this process's pooled connections. Later calls open new ones."""
+        self._pool.close()
+
+    def _call_once(self, token, method, kwargs, trace) -> dict:
+        """Make one call (the transport may retry it), record its metrics and log Slack's ``error``."""
         started = time.perf_counter()
-        answer = _api_call(client, method, kwargs, trace)
+        answer = self._post(token, method, kwargs, trace)
         error = None if answer.get("ok") else str(answer.get("error") or "unknown_error")
         if self.stats is not None:
             self.stats.slack_call(method, error or "ok", time.perf_counter() - started)
 
-        # request_failed was logged with its cause by _api_call.
+        # request_failed was logged with its cause by _post.
         if error is not None and error != "request_failed":
             logger.warning(
                 "Slack API %s failed: %s",
@@ -163,19 +114,60 @@ class SlackClients:
             )
         return answer
 
+    def _post(self, token, method, kwargs, trace) -> dict:
+        if not token:
+            return {"ok": False, "error": "no_token_configured"}
+        # Quoting keeps a method name with "/" or ":" from leaving base_url,
+        # which would send the token elsewhere.
+        url = self.base_url + urllib.parse.quote(method, safe="")
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            body = urllib.parse.urlencode(form_fields(kwargs)).encode()
+            response = self._pool.get().request(
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout=self.timeout,
+                retries=slack_retry(),
+                redirect=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+            detail = _describe_failure(error)
+            logger.warning("Slack API call %s failed: %s", method, detail, extra=trace or {})
+            return {"ok": False, "error": "request_failed", "detail": detail}
+        return _read_answer(response)
 
-def _api_call(client, method, kwargs, trace) -> dict:
-    if client is None:
-        return {"ok": False, "error": "no_token_configured"}
+
+def _token(bot, kind: str) -> typing.Optional[str]:
+    """Return the ``bot`` or ``user`` token of ``bot``, which is None or empty when the bot has none."""
+    return bot.credentials.bot_token if kind == "bot" else bot.credentials.user_token
+
+
+def _read_answer(response: urllib3.BaseHTTPResponse) -> dict:
+    """Return Slack's JSON object, or an ``error`` for a body that is not one."""
     try:
-        response = client.api_call(method, data=form_fields(kwargs))
-        return dict(response.data) if isinstance(response.data, dict) else {"ok": False, "error": "invalid_response"}
-    except SlackApiError as error:
-        data = error.response.data if error.response is not None else None
-        if isinstance(data, dict):
-            return dict(data)
-        status = getattr(error.response, "status_code", None)
-        return {"ok": False, "error": f"http_{status}" if status else "request_failed"}
-    except (SlackClientError, OSError, ValueError) as error:
-        logger.warning("Slack API call %s failed: %s", method, error, extra=trace or {})
-        return {"ok": False, "error": "request_failed", "detail": str(error)}
+        data = json.loads(response.data)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return data
+    if response.status != 200:
+        return {"ok": False, "error": f"http_{response.status}"}
+    return {"ok": False, "error": "invalid_response"}
+
+
+def _describe_failure(error: Exception) -> str:
+    """Describe a failed request by its underlying error, such as ``NewConnectionError: ... Connection refused``.
+
+    urllib3's ``MaxRetryError`` repeats the URL and the retry count before
+    the error of the last attempt. The URL contains no token, which is sent
+    in a header.
+    """
+    if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
+        error = error.reason
+    return f"{type(error).__name__}: {error}"

@@ -13,6 +13,7 @@ from omnibot import backends
 from omnibot.authnz import envoy_checks
 from omnibot.slack.client import SlackClients
 from omnibot.slack.data import SlackData
+from omnibot.slack.recent import RecentEntries
 from omnibot.stats import Stats, TimedSlackData
 from omnibot.verification import RequestVerifier
 
@@ -38,6 +39,7 @@ class Runtime:
         self._lock = threading.Lock()
         self.stats = Stats(settings)
         self.clients = SlackClients(settings.slack_api_url, stats=self.stats)
+        self.recent_lookups = RecentEntries()
         self._install(config)
 
     def _install(self, config):
@@ -92,7 +94,7 @@ class Runtime:
 
     @property
     def slack_data(self) -> SlackData:
-        return TimedSlackData(self.cache, self.clients, self.stats)
+        return TimedSlackData(self.cache, self.clients, self.stats, self.recent_lookups)
 
     def close(self) -> None:
         """Close the backends this runtime opened and its Slack connections, and retire this process's live metrics."""

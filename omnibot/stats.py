@@ -432,10 +432,11 @@ class TimedSlackData(SlackData):
         cache: The cache backend.
         clients: The :class:`omnibot.slack.client.SlackClients`.
         stats: The process's :class:`Stats`.
+        recent: See :class:`SlackData`.
     """
 
-    def __init__(self, cache, clients, stats: Stats):
-        super().__init__(cache, clients)
+    def __init__(self, cache, clients, stats: Stats, recent=None):
+        super().__init__(cache, clients, recent)
         self.stats = stats
 
     def resolver(self, bot):

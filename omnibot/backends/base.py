@@ -94,7 +94,11 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def replay(self, message_id: str) -> bool:
-        """Put a dead letter back on the queue with its attempts reset; False when unknown."""
+        """Put a dead letter back on the queue with its attempts reset; False when unknown.
+
+        The body gets a ``replayed_at`` field (seconds since the epoch), so the
+        worker knows that an earlier delivery may have done part of the work.
+        """
 
     @abc.abstractmethod
     def purge_dead_letters(self, older_than: float) -> int:

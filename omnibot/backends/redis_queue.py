@@ -445,7 +445,8 @@ class RedisQueue(Queue):
             if record is None:
                 return False
 
-            message = _encode_message(message_id, json.loads(record)["body"], prior_attempts=0)
+            body = dict(json.loads(record)["body"], replayed_at=time.time())
+            message = _encode_message(message_id, body, prior_attempts=0)
             replayed = self._replay_script(
                 keys=[self._dead_letters, self._dead_letters_by_time, self.stream],
                 args=[message_id, message],

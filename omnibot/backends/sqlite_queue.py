@@ -296,7 +296,7 @@ class SqliteQueue(Queue):
 
             conn.execute(
                 "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
-                (message_id, row[0], now, now),
+                (message_id, json.dumps(dict(json.loads(row[0]), replayed_at=now)), now, now),
             )
             conn.execute("DELETE FROM dead_letters WHERE id = ?", (message_id,))
 

@@ -63,14 +63,15 @@ class Processor:
             logger.error("dropped a queued message of unknown kind %r", kind, extra=bot.trace)
             return
 
-        progress = Progress(self.runtime.cache, message_id, attempts)
-        # A redelivery, or a replayed dead letter with finished callbacks, may
-        # follow a delivery that posted before it stopped.
+        # An attempt after the first, or a replayed dead letter, follows a
+        # delivery that may have finished callbacks and made posts.
+        redelivered = attempts > 1 or "replayed_at" in envelope
+        progress = Progress(self.runtime.cache, message_id, attempts, redelivered)
         progress.marks = PostMarks(
             self.runtime.clients,
             message_id,
             envelope.get("received_at"),
-            check=attempts > 1 or progress.stored,
+            check=redelivered,
             enabled=self.runtime.settings.post_metadata,
         )
         trace = envelope_trace(bot, envelope)

@@ -4,10 +4,11 @@ When one callback of a handler list raises, the message is retried through
 the queue; callbacks that already ran and had their results applied are
 skipped on the retry, so their effects happen once. The record is written
 only when a callback failed, so the common path costs no cache write. It
-is read on every delivery, because a dead letter replayed with ``omnibot dlq
-replay`` starts again at attempt 1 and must still skip the callbacks that
-finished before it was dead-lettered. A worker killed mid-message leaves no
-record, and the redelivery runs every callback again; the posts those
+is read only on a delivery that follows another one: an attempt after the
+first, or a dead letter replayed with ``omnibot dlq replay``, which starts
+again at attempt 1 with ``replayed_at`` in its body and must still skip the
+callbacks that finished before it was dead-lettered. A worker killed mid-message leaves no
+record, so the redelivery runs every callback again. The posts that those
 callbacks made before the kill are found by their marks and not made twice
 (:mod:`omnibot.processing.post_once`).
 """
@@ -26,7 +27,9 @@ class Progress:
     Args:
         cache: The cache backend.
         message_id: The queue's id of the message.
-        attempts: The delivery number, kept for callers; the record is read whatever its value.
+        attempts: The delivery number, kept for callers.
+        redelivered: Whether an earlier delivery may have finished callbacks;
+            the record is read only then.
 
     Attributes:
         marks: The :class:`omnibot.processing.post_once.PostMarks` of this
@@ -35,20 +38,15 @@ class Progress:
 
     marks = None
 
-    def __init__(self, cache, message_id: str, attempts: int):
+    def __init__(self, cache, message_id: str, attempts: int, redelivered: bool = True):
         self._cache = cache
         self._key = f"progress:{{{message_id}}}"
         self._done = set()
         self._stored = False
-        raw = cache.get(self._key)
+        raw = cache.get(self._key) if redelivered else None
         if raw:
             self._done = set(json.loads(raw))
             self._stored = True
-
-    @property
-    def stored(self) -> bool:
-        """Whether an earlier delivery recorded finished callbacks."""
-        return self._stored
 
     def is_done(self, callback_key: str) -> bool:
         return callback_key in self._done

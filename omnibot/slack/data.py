@@ -23,11 +23,15 @@ class SlackData:
     Args:
         cache: The cache backend.
         clients: A :class:`omnibot.slack.client.SlackClients`.
+        recent: A :class:`omnibot.slack.recent.RecentEntries` shared by the
+            process, which answers lookups by id read in the last few
+            seconds without the backend; None reads the backend every time.
     """
 
-    def __init__(self, cache, clients):
+    def __init__(self, cache, clients, recent=None):
         self.cache = cache
         self.clients = clients
+        self.recent = recent
 
     # -- keys --------------------------------------------------------------
 
@@ -37,9 +41,13 @@ class SlackData:
         return directory.cache_key(team_id, kind, name)
 
     def _get_json(self, key):
-        raw = self.cache.get(key)
+        raw = self.recent.get(key) if self.recent is not None else None
         if raw is None:
-            return None
+            raw = self.cache.get(key)
+            if raw is None:
+                return None
+            if self.recent is not None:
+                self.recent.put(key, raw)
         try:
             return json.loads(raw)
         except ValueError:
@@ -47,7 +55,10 @@ class SlackData:
             return None
 
     def _put_json(self, key, value, ttl=LOOKUP_TTL):
-        self.cache.set(key, json.dumps(value), ttl=ttl)
+        raw = json.dumps(value)
+        self.cache.set(key, raw, ttl=ttl)
+        if self.recent is not None:
+            self.recent.put(key, raw)
 
     def _read_through(self, bot, kind, object_id, method, arguments, field, make_entries=None):
         """Return the cached object, else fetch it with ``method`` and store it with ``make_entries``."""
@@ -73,6 +84,8 @@ class SlackData:
             entries = make_entries(bot.team.team_id, value)
             entries[key] = json.dumps(value)
             self.cache.set_many(entries, ttl=LOOKUP_TTL)
+            if self.recent is not None:
+                self.recent.put(key, entries[key])
         return value
 
     # -- lookups by id -----------------------------------------------------

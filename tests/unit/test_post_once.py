@@ -203,3 +203,15 @@ def test_setting_from_environment(raw, expected):
 def test_setting_invalid_value():
     with pytest.raises(ValueError, match="OMNIBOT_POST_METADATA"):
         Settings.from_env({"OMNIBOT_POST_METADATA": "maybe"})
+
+
+def test_first_delivery_reads_no_progress(slack, processor, monkeypatch):
+    cache = processor.runtime.cache
+    keys = []
+    original = cache.get
+    monkeypatch.setattr(cache, "get", lambda key: keys.append(key) or original(key))
+
+    processor.process(envelope("thread"), "51", attempts=1)
+    processor.process(dict(envelope("thread"), replayed_at=time.time()), "52", attempts=1)
+
+    assert [key for key in keys if key.startswith("progress:")] == ["progress:{52}"]

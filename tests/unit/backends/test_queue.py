@@ -261,7 +261,8 @@ def test_replay_requeues_dead_letter(make_queue):
     delivery = queue.get(timeout=PATIENCE)
 
     assert delivery.id == first
-    assert delivery.body == {"n": 1}
+    assert delivery.body == {"n": 1, "replayed_at": delivery.body["replayed_at"]}
+    assert delivery.body["replayed_at"] >= time.time() - 60
     assert delivery.attempts == 1
     assert [dead.id for dead in queue.dead_letters()] == [second]
 

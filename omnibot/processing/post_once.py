@@ -13,7 +13,7 @@ and the post's place in it::
 On a redelivery, before each post, the worker reads the destination
 conversation from the moment the message was received (``conversations.history``,
 or ``conversations.replies`` for a thread reply) and skips the post when
-Slack already has one with the same mark.
+Slack already has one with the same mark (see :func:`carries_mark`).
 
 Limits: the check needs a history scope (``channels:history`` and the like)
 and a destination it can name as a conversation id (a channel id, or a user
@@ -22,6 +22,7 @@ carries no mark; it reads at most :data:`MAX_PAGES` pages. When the check
 cannot tell, the post is made, as before (at least once).
 """
 
+import json
 import logging
 import typing
 
@@ -121,7 +122,7 @@ class PostMarks:
                 )
                 return None
             for message in answer.get("messages") or []:
-                if isinstance(message, dict) and message.get("metadata") == mark:
+                if isinstance(message, dict) and carries_mark(message, mark):
                     return message
             cursor = (answer.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
@@ -150,3 +151,32 @@ class PostMarks:
                 return conversation["id"]
         logger.info("cannot check for an earlier post to %r because it is not a conversation id; posting", channel, extra=trace)
         return None
+
+
+def carries_mark(message: dict, mark: dict) -> bool:
+    """Return whether Slack's ``message`` carries ``mark``.
+
+    Only the event type and the fields of the mark's payload are compared,
+    so keys that Slack adds to the metadata or its payload do not hide a
+    mark. Metadata or a payload that comes back as a JSON string is decoded.
+    """
+    metadata = _as_mapping(message.get("metadata"))
+    if metadata is None or metadata.get("event_type") != mark["event_type"]:
+        return False
+    payload = _as_mapping(metadata.get("event_payload"))
+    if payload is None:
+        return False
+    return all(
+        payload.get(name) is not None and str(payload[name]) == value
+        for name, value in mark["event_payload"].items()
+    )
+
+
+def _as_mapping(value) -> typing.Optional[dict]:
+    """Return ``value`` as a dict, decoding a JSON string; None for anything else."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None

@@ -6,6 +6,7 @@ The HTTP requests, their pooled connections and their retries are in
 
 import json
 import logging
+import re
 import time
 import typing
 import urllib.parse
@@ -16,6 +17,9 @@ import urllib3.exceptions
 from omnibot.slack.transport import USER_AGENT, ProcessPool, slack_retry
 
 logger = logging.getLogger(__name__)
+
+# No Slack token contains these characters, and in a header they fail or change the request.
+_HEADER_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 # Errors after which an action is tried again with the user token, because
 # the bot token may lack the scope or channel membership the user has.
@@ -117,6 +121,11 @@ class SlackClients:
     def _post(self, token, method, kwargs, trace) -> dict:
         if not token:
             return {"ok": False, "error": "no_token_configured"}
+        if _HEADER_UNSAFE.search(token):
+            # http.client would reject the header with a ValueError that quotes the token.
+            detail = "the token contains whitespace or a control character"
+            logger.warning("Slack API call %s failed: %s", method, detail, extra=trace or {})
+            return {"ok": False, "error": "request_failed", "detail": detail}
         # Quoting keeps a method name with "/" or ":" from leaving base_url,
         # which would send the token elsewhere.
         url = self.base_url + urllib.parse.quote(method, safe="")
@@ -144,8 +153,13 @@ class SlackClients:
 
 
 def _token(bot, kind: str) -> typing.Optional[str]:
-    """Return the ``bot`` or ``user`` token of ``bot``, which is None or empty when the bot has none."""
-    return bot.credentials.bot_token if kind == "bot" else bot.credentials.user_token
+    """Return the ``bot`` or ``user`` token of ``bot``, which is None or empty when the bot has none.
+
+    Whitespace around the token, such as the newline at the end of a token
+    read from a file, is removed, as slack_sdk's ``WebClient`` (3.x) removes it.
+    """
+    token = bot.credentials.bot_token if kind == "bot" else bot.credentials.user_token
+    return token.strip() if token else token
 
 
 def _read_answer(response: urllib3.BaseHTTPResponse) -> dict:

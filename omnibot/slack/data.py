@@ -24,8 +24,9 @@ class SlackData:
         cache: The cache backend.
         clients: A :class:`omnibot.slack.client.SlackClients`.
         recent: A :class:`omnibot.slack.recent.RecentEntries` shared by the
-            process, which answers lookups by id read in the last few
-            seconds without the backend; None reads the backend every time.
+            process, which answers the JSON entries read in the last few
+            seconds (objects by id, the IM list, listing times) without the
+            backend; None reads the backend every time.
     """
 
     def __init__(self, cache, clients, recent=None):

@@ -21,7 +21,7 @@ to slack_sdk's former rules, which omnibot's docs promise:
 - at most :data:`MAX_RETRIES` retries per call, counted together over all
   causes, as slack_sdk's handlers counted them;
 - HTTP 429 waits for ``Retry-After`` seconds (1 when the header is missing or
-  invalid, at most urllib3's ``retry_after_max`` of 6 hours) plus up to 1
+  invalid, at most :data:`MAX_RETRY_AFTER`, 6 hours) plus up to 1
   second of jitter;
 - HTTP 500 and 503, a refused or timed-out connect, and a connection that
   was reset or closed without a response wait ``0.5 * 2 ** n`` seconds plus
@@ -66,6 +66,9 @@ BACKOFF_FACTOR = 0.5
 
 DEFAULT_RETRY_AFTER = 1.0
 """Seconds waited after a 429 whose ``Retry-After`` header is missing or invalid."""
+
+MAX_RETRY_AFTER = 6 * 3600.0
+"""Longest ``Retry-After`` obeyed, in seconds; the same bound as urllib3 2.8's ``retry_after_max``, kept here for older urllib3."""
 
 JITTER = 1.0
 """Upper bound of the random seconds added to each wait, so that callers limited together do not retry together."""
@@ -120,7 +123,7 @@ class SlackRetry(Retry):
                 retry_after = self.get_retry_after(response)
             except urllib3.exceptions.InvalidHeader:
                 retry_after = None
-            seconds = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
+            seconds = DEFAULT_RETRY_AFTER if retry_after is None else min(retry_after, MAX_RETRY_AFTER)
         else:
             seconds = BACKOFF_FACTOR * 2 ** max(len(self.history) - 1, 0)
         return seconds + random.random() * JITTER
@@ -162,7 +165,8 @@ def build_pool_manager(base_url: str) -> urllib3.PoolManager:
 
     The proxy comes from the environment (``HTTPS_PROXY``, ``HTTP_PROXY``,
     ``NO_PROXY``), read once, here, with the functions that slack_sdk's
-    urllib calls used. A user and password in the proxy URL are sent as
+    urllib calls used. A proxy without a scheme is an HTTP proxy, as in
+    urllib. A user and password in the proxy URL are sent as
     ``Proxy-Authorization``, as urllib sent them. TLS certificates are checked
     against the system's CA store, as urllib checked them. urllib3 keeps no
     cookies.
@@ -171,6 +175,9 @@ def build_pool_manager(base_url: str) -> urllib3.PoolManager:
     proxy = urllib.request.getproxies().get(parts.scheme)
     if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
         return urllib3.PoolManager(maxsize=POOL_MAXSIZE)
+    if "://" not in proxy:
+        # urllib took a proxy without a scheme, such as proxy.example:3128, as an HTTP proxy.
+        proxy = "http://" + proxy
 
     proxy_parts = urllib.parse.urlsplit(proxy)
     headers = None

@@ -215,3 +215,46 @@ def test_first_delivery_reads_no_progress(slack, processor, monkeypatch):
     processor.process(dict(envelope("thread"), replayed_at=time.time()), "52", attempts=1)
 
     assert [key for key in keys if key.startswith("progress:")] == ["progress:{52}"]
+
+
+def reshape_marks(slack, reshape):
+    """Replace the metadata of every marked message in C0TEST001 with ``reshape(metadata)``."""
+    for message in slack.state.history("C0TEST001", (0, 0), (2**62, 0), False):
+        if isinstance(message.get("metadata"), dict) and message["metadata"].get("event_type") == EVENT_TYPE:
+            slack.state.replace_message("C0TEST001", dict(message, metadata=reshape(message["metadata"])))
+
+
+@pytest.mark.parametrize(
+    "reshape",
+    [
+        pytest.param(lambda metadata: dict(metadata, app_id="A0TEST001"), id="extra-key"),
+        pytest.param(
+            lambda metadata: dict(metadata, event_payload=dict(metadata["event_payload"], extra="x")),
+            id="extra-payload-key",
+        ),
+        pytest.param(json.dumps, id="json-string"),
+        pytest.param(lambda metadata: dict(metadata, event_payload=json.dumps(metadata["event_payload"])), id="payload-string"),
+    ],
+)
+def test_mark_found_in_another_shape(slack, processor, reshape):
+    queued = envelope("channel")
+    processor.process(queued, "53", attempts=1)
+    reshape_marks(slack, reshape)
+    slack.clear_calls()
+
+    processor.process(queued, "53", attempts=2)
+
+    assert posts(slack) == []
+
+
+def test_other_place_not_a_match(slack, processor):
+    queued = envelope("two")
+    processor.process(queued, "54", attempts=1)
+    first = [message for message in slack.state.history("C0TEST001", (0, 0), (2**62, 0), False) if message["text"] == "first"]
+    slack.state.delete_message("C0TEST001", first[0]["ts"])
+    reshape_marks(slack, lambda metadata: dict(metadata, app_id="A0TEST001"))
+    slack.clear_calls()
+
+    processor.process(queued, "54", attempts=2)
+
+    assert [call["args"]["text"] for call in posts(slack)] == ["first"]

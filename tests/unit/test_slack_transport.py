@@ -299,6 +299,31 @@ def test_proxy_from_environment(serve, clients, monkeypatch):
     assert request["headers"]["Authorization"] == f"Bearer {BOT_TOKEN}"
 
 
+def test_proxy_without_scheme_is_http(serve, clients, monkeypatch):
+    # urllib, which slack_sdk used, takes a proxy without a scheme as an HTTP proxy.
+    proxy = serve()
+    monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{proxy.httpd.server_port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    slack_clients = clients("http://slack.invalid/api/")
+
+    answer = slack_clients.call(BOT, "auth.test", {})
+
+    assert answer == {"ok": True}
+    assert proxy.requests[0]["path"] == "http://slack.invalid/api/auth.test"
+
+
+def test_redirect_is_not_followed(serve, clients):
+    elsewhere = serve()
+    server = serve([(302, {"Location": elsewhere.api_url + "auth.test"}, "")])
+    slack_clients = clients(server.api_url)
+
+    answer = slack_clients.call(BOT, "auth.test", {})
+
+    assert answer == {"ok": False, "error": "http_302"}
+    assert elsewhere.requests == []
+
+
 # -- retries -----------------------------------------------------------------------
 
 
@@ -478,3 +503,35 @@ def test_token_not_in_any_log_line(serve, clients, no_waits, caplog):
     for record in caplog.records:
         assert BOT_TOKEN not in record.getMessage(), record.name
         assert BOT_TOKEN not in repr(record.__dict__), record.name
+
+
+def test_token_whitespace_around_removed(serve, clients):
+    # A token read from a file often keeps its trailing newline; slack_sdk's WebClient removed it too.
+    server = serve()
+    slack_clients = clients(server.api_url)
+    bot = Bot("A0TEST001", Credentials(f" {BOT_TOKEN}\n"))
+
+    answer = slack_clients.call(bot, "auth.test", {})
+
+    assert answer == {"ok": True}
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {BOT_TOKEN}"
+
+
+def test_token_with_newline_not_logged(serve, clients, caplog):
+    # http.client rejects a header with a line break inside it, with an error
+    # that quotes the header's value.
+    server = serve()
+    slack_clients = clients(server.api_url)
+    bot = Bot("A0TEST001", Credentials(BOT_TOKEN.replace("-", "\n-", 1)))
+    secret_part = BOT_TOKEN.split("-", 1)[1]
+
+    with caplog.at_level(logging.DEBUG):
+        answer = slack_clients.call(bot, "auth.test", {})
+
+    assert answer["ok"] is False
+    assert answer["error"] == "request_failed"
+    assert secret_part not in answer["detail"]
+    assert server.requests == []
+    assert any("failed" in record.getMessage() for record in caplog.records)
+    for record in caplog.records:
+        assert secret_part not in record.getMessage(), record.name

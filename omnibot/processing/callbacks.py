@@ -16,6 +16,7 @@ import typing
 
 from omnibot.config import imports
 from omnibot.errors import CallbackError
+from omnibot.processing.callback_threads import callback_threads
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class _Outcome:
 
 
 def _call_with_deadline(name: str, function: typing.Callable[[], typing.Any], timeout: float, trace) -> typing.Any:
-    """Run ``function`` in a daemon thread and return its result if it finishes within ``timeout`` seconds.
+    """Run ``function`` in a callback thread and return its result if it finishes within ``timeout`` seconds.
 
     Raises:
         CallbackError: ``function`` raised, or did not finish in time.
@@ -145,8 +146,7 @@ def _call_with_deadline(name: str, function: typing.Callable[[], typing.Any], ti
 
         _log_late_finish(name, time.monotonic() - started, timeout, error, trace)
 
-    thread = threading.Thread(target=target, name="omnibot-callback", daemon=True)
-    thread.start()
+    callback_threads().submit(target)
     outcome.finished.wait(timeout)
 
     with outcome.lock:

@@ -67,7 +67,7 @@ class Settings:
             (``CALLBACK_TIMEOUT``); 0 waits without a limit.
         post_metadata: Mark each ``chat.postMessage`` of a queued message with
             message metadata so a redelivery does not post it twice
-            (``OMNIBOT_POST_METADATA``, default on; ``0`` turns it off).
+            (``OMNIBOT_POST_METADATA``, on by default, off with ``0``).
         environ: The environment the credentials are read from.
     """
 

@@ -97,7 +97,7 @@ class Queue(abc.ABC):
         """Put a dead letter back on the queue with its attempts reset; False when unknown.
 
         The body gets a ``replayed_at`` field (seconds since the epoch), so the
-        worker knows that an earlier delivery may have done part of the work.
+        worker can tell that an earlier delivery may have done part of the work.
         """
 
     @abc.abstractmethod

@@ -121,7 +121,7 @@ def conversations_history(state, args):
     messages = state.history(channel_id, oldest, latest, as_bool(args.get("inclusive")))
     selected, next_cursor = page(messages, args, HISTORY_DEFAULT_LIMIT)
     return {
-        "messages": _with_metadata_if_asked(selected, args),
+        "messages": _with_metadata_if_requested(selected, args),
         "has_more": bool(next_cursor),
         "pin_count": 0,
         "response_metadata": {"next_cursor": next_cursor},
@@ -137,10 +137,10 @@ def conversations_replies(state, args):
         raise SlackMethodError("thread_not_found")
 
     selected, next_cursor = page(messages, args, HISTORY_DEFAULT_LIMIT)
-    return {"messages": _with_metadata_if_asked(selected, args), "has_more": bool(next_cursor), "response_metadata": {"next_cursor": next_cursor}}
+    return {"messages": _with_metadata_if_requested(selected, args), "has_more": bool(next_cursor), "response_metadata": {"next_cursor": next_cursor}}
 
 
-def _with_metadata_if_asked(messages, args) -> list:
+def _with_metadata_if_requested(messages, args) -> list:
     """Return ``messages``, without their ``metadata`` unless the call set ``include_all_metadata``, as Slack does."""
     if as_bool(args.get("include_all_metadata")):
         return messages

@@ -14,10 +14,11 @@ keep the process from exiting.
 """
 
 import logging
-import os
 import queue
 import threading
 import typing
+
+from omnibot.per_process import PerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +64,9 @@ class CallbackThreads:
                 self._idle += 1
 
 
-_threads: typing.Optional[typing.Tuple[int, CallbackThreads]] = None
+_threads: PerProcess[CallbackThreads] = PerProcess(CallbackThreads)
 
 
 def callback_threads() -> CallbackThreads:
     """Return this process's :class:`CallbackThreads`, created on first use and again after fork()."""
-    global _threads
-    current = _threads
-    if current is None or current[0] != os.getpid():
-        current = (os.getpid(), CallbackThreads())
-        _threads = current
-    return current[1]
+    return _threads.get()

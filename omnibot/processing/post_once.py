@@ -10,16 +10,19 @@ and the post's place in it::
      "event_payload": {"queue_message": "42", "received_at": "1733...",
                        "post": "message_handlers[0]#0/1"}}
 
-On a redelivery, before each post, the worker reads the destination
-conversation from the moment the message was received (``conversations.history``,
-or ``conversations.replies`` for a thread reply) and skips the post when
-Slack already has one with the same mark (see :func:`carries_mark`).
+On a redelivery, the worker reads the destination conversation before each
+post, from :data:`CLOCK_MARGIN` seconds before the message was received.
+It reads ``conversations.history``, or ``conversations.replies`` for a
+thread reply, and skips the post when Slack already has one with the same
+mark (see :func:`carries_mark`).
 
-Limits: the check needs a history scope (``channels:history`` and the like)
-and a destination it can name as a conversation id (a channel id, or a user
-id it opens the IM of); a post whose callback sets its own ``metadata``
-carries no mark; it reads at most :data:`MAX_PAGES` pages. When the check
-cannot tell, the post is made, as before (at least once).
+When the check cannot tell, the post is made, as before (at least once).
+That happens when:
+
+- the tokens lack the history scope (``channels:history`` and the like);
+- the destination is not a conversation id or a user id (whose IM is opened);
+- the callback sets its own ``metadata``, so the post carries no mark;
+- the post is not in the first :data:`MAX_PAGES` pages.
 """
 
 import json
@@ -69,7 +72,7 @@ class PostMarks:
         }
 
     def prepare(self, bot, place: str, kwargs: dict, trace) -> typing.Optional[dict]:
-        """Mark the ``chat.postMessage`` arguments ``kwargs`` in place; return the earlier post when there is one.
+        """Add the mark of ``place`` to the ``chat.postMessage`` arguments ``kwargs``, and find an earlier post.
 
         Returns:
             The message Slack already has for this place, found on a

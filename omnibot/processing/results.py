@@ -67,8 +67,8 @@ class ResultApplier:
         """Call one Slack Web API method; return Slack's response, or None when the action is malformed.
 
         A ``chat.postMessage`` with ``marks`` and ``place`` carries their mark,
-        and is skipped when Slack already holds the post from an earlier
-        delivery; the earlier post is then returned as Slack's response.
+        and is skipped when Slack already has the post from an earlier
+        delivery. The earlier post is then returned as Slack's response.
         """
         trace = container.event_trace
         if not isinstance(action, dict) or not isinstance(action.get("action"), str):

@@ -24,7 +24,7 @@ class SlackData:
         cache: The cache backend.
         clients: A :class:`omnibot.slack.client.SlackClients`.
         recent: A :class:`omnibot.slack.recent.RecentEntries` shared by the
-            process, which answers the JSON entries read in the last few
+            process, which returns the JSON entries read in the last few
             seconds (objects by id, the IM list, listing times) without the
             backend; None reads the backend every time.
     """

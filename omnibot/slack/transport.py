@@ -40,10 +40,8 @@ and allow more retries after a 429; a refresh makes few calls.
 """
 
 import logging
-import os
 import random
 import time
-import typing
 import urllib.parse
 import urllib.request
 
@@ -52,6 +50,7 @@ import urllib3.exceptions
 from urllib3.util import Retry
 
 import omnibot
+from omnibot.per_process import PerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +190,8 @@ class ProcessPool:
     """The pool manager of the current process, created on first use and again after fork().
 
     A child process forked after its parent made calls must not send on the
-    parent's pooled sockets, so a pool manager belongs to the process id that
-    created it. No lock guards the creation, because a lock inherited through
-    fork() may be held by a parent thread that does not exist in the child.
-    Two threads that race on first use may each create a pool manager, and
-    the sockets of the one that loses are closed when it is garbage-collected.
+    parent's pooled sockets, so each process gets its own pool manager (see
+    :class:`omnibot.per_process.PerProcess`).
 
     Args:
         base_url: Base URL of the Slack Web API, to choose its proxy.
@@ -203,22 +199,14 @@ class ProcessPool:
 
     def __init__(self, base_url: str):
         self.base_url = base_url
-        self._state: typing.Optional[typing.Tuple[int, urllib3.PoolManager]] = None
+        self._managers: PerProcess[urllib3.PoolManager] = PerProcess(lambda: build_pool_manager(base_url))
 
     def get(self) -> urllib3.PoolManager:
         """Return this process's pool manager."""
-        state = self._state
-        pid = os.getpid()
-        if state is None or state[0] != pid:
-            # The parent's pool manager is dropped, not closed: closing it here
-            # would close only the child's copies of the parent's sockets anyway.
-            state = (pid, build_pool_manager(self.base_url))
-            self._state = state
-        return state[1]
+        return self._managers.get()
 
     def close(self) -> None:
         """Close this process's pooled connections. A later :meth:`get` creates a new pool manager."""
-        state, self._state = self._state, None
-        if state is not None and state[0] == os.getpid():
-            state[1].clear()
-
+        manager = self._managers.pop()
+        if manager is not None:
+            manager.clear()

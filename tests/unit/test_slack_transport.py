@@ -282,11 +282,16 @@ def test_forked_child_opens_own_connection(serve, clients):
     assert [request["connection"] for request in server.requests] == [1, 2, 1]
 
 
-def test_proxy_from_environment(serve, clients, monkeypatch):
-    proxy = serve()
-    monkeypatch.setenv("HTTP_PROXY", f"http://proxy-user:proxy%3Apassword@127.0.0.1:{proxy.httpd.server_port}")
+def use_proxy(monkeypatch, url):
+    """Set ``HTTP_PROXY`` to ``url`` and clear ``NO_PROXY``, for the clients the test builds next."""
+    monkeypatch.setenv("HTTP_PROXY", url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+
+
+def test_proxy_from_environment(serve, clients, monkeypatch):
+    proxy = serve()
+    use_proxy(monkeypatch, f"http://proxy-user:proxy%3Apassword@127.0.0.1:{proxy.httpd.server_port}")
     # The .invalid name never resolves, so only the proxy is contacted.
     slack_clients = clients("http://slack.invalid/api/")
 
@@ -302,9 +307,7 @@ def test_proxy_from_environment(serve, clients, monkeypatch):
 def test_proxy_without_scheme_is_http(serve, clients, monkeypatch):
     # urllib, which slack_sdk used, takes a proxy without a scheme as an HTTP proxy.
     proxy = serve()
-    monkeypatch.setenv("HTTP_PROXY", f"127.0.0.1:{proxy.httpd.server_port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    use_proxy(monkeypatch, f"127.0.0.1:{proxy.httpd.server_port}")
     slack_clients = clients("http://slack.invalid/api/")
 
     answer = slack_clients.call(BOT, "auth.test", {})

@@ -8,6 +8,7 @@ result. A thread that arrives while no write is running becomes the leader
 at once, so a lone request waits for no other thread.
 """
 
+import _thread
 import os
 import threading
 import typing
@@ -44,15 +45,16 @@ class GroupCommit(typing.Generic[Item, Result]):
             state.leading = True
 
         if not lead:
-            slot.ready.wait()
+            # Woken once: by the leader that wrote the slot, or to lead the next batch.
+            slot.wait()
             if not slot.promoted:
                 return slot.outcome()
 
-        self._lead(state)
+        self._lead(state, slot)
         return slot.outcome()
 
-    def _lead(self, state: "_ProcessState") -> None:
-        """Write one batch (which contains the leader's own item), then hand over to the next waiting thread."""
+    def _lead(self, state: "_ProcessState", own: "_Slot") -> None:
+        """Write one batch (which contains the leader's own slot ``own``), then hand over to the next waiting thread."""
         with state.lock:
             batch, state.pending = state.pending, []
 
@@ -67,15 +69,16 @@ class GroupCommit(typing.Generic[Item, Result]):
                 slot.error = error
 
         for slot in batch:
-            slot.promoted = False
-            slot.ready.set()
+            if slot is not own:
+                slot.promoted = False
+                slot.wake()
 
         with state.lock:
             if state.pending:
                 # The next thread in line writes the items that arrived meanwhile.
                 successor = state.pending[0]
                 successor.promoted = True
-                successor.ready.set()
+                successor.wake()
             else:
                 state.leading = False
 
@@ -99,14 +102,31 @@ class _ProcessState:
 
 
 class _Slot:
-    """One submitted item, and its result or error once its batch is written."""
+    """One submitted item, its result or error once its batch is written, and the lock its thread waits on.
+
+    A thread waits on a plain lock, taken when the slot is made and released
+    by :meth:`wake`. A ``threading.Event`` would cost each request an Event,
+    a Condition and a waiter lock instead of one C object. A slot is woken
+    at most once; a second :meth:`wake` would raise ``RuntimeError``.
+    """
+
+    __slots__ = ("item", "promoted", "result", "error", "_waiting")
 
     def __init__(self, item):
         self.item = item
-        self.ready = threading.Event()
         self.promoted = False
         self.result = None
         self.error: typing.Optional[BaseException] = None
+        self._waiting = _thread.allocate_lock()
+        self._waiting.acquire()
+
+    def wait(self) -> None:
+        """Block until :meth:`wake` is called."""
+        self._waiting.acquire()
+
+    def wake(self) -> None:
+        """Let the thread blocked in :meth:`wait` go on."""
+        self._waiting.release()
 
     def outcome(self):
         if self.error is not None:

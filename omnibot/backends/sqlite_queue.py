@@ -11,10 +11,10 @@ import json
 import logging
 import time
 import typing
-import uuid
 
 from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.group_commit import GroupCommit
+from omnibot.backends.unique_ids import new_id
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.sqlite_connection import SqliteConnections
 
@@ -51,6 +51,9 @@ CREATE INDEX IF NOT EXISTS claims_by_expires_at ON claims (expires_at);
 # minute of expired claims.
 _CLAIM_PURGE_INTERVAL = 60.0
 _CLAIM_PURGE_BATCH = 2000
+
+# Messages per INSERT statement, well under SQLite's limit of 32,766 parameters.
+_INSERT_BATCH = 500
 
 # get() polls the file while the queue is empty. The pause grows from the
 # first to the max value, so an idle worker costs a few cheap reads per second
@@ -107,7 +110,7 @@ class SqliteQueue(Queue):
         With WAL and ``synchronous=NORMAL`` the message survives a crash of
         any process once this returns, but not a power loss right after the commit.
         """
-        return self._puts.submit(_Put(uuid.uuid4().hex, json.dumps(body), (), 0.0))
+        return self._puts.submit(_Put(new_id(), json.dumps(body), (), 0.0))
 
     def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
         """Claim ``claims`` and insert ``body`` in one transaction; None when a key was claimed already.
@@ -120,24 +123,35 @@ class SqliteQueue(Queue):
         """
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        return self._puts.submit(_Put(uuid.uuid4().hex, json.dumps(body), tuple(dict.fromkeys(claims)), float(ttl)))
+        return self._puts.submit(_Put(new_id(), json.dumps(body), tuple(dict.fromkeys(claims)), float(ttl)))
 
     def _write_puts(self, puts: typing.List["_Put"]) -> typing.List[typing.Optional[str]]:
-        """Write a batch of puts in one transaction and return each message id, or None for a duplicate."""
+        """Write a batch of puts in one transaction and return each message id, or None for a duplicate.
+
+        The claims of each put take one statement, and the messages of the
+        whole batch one more. Each call into SQLite lets another thread take
+        the GIL while this one holds the file's write turn.
+        """
         results = []
         purged = None
         with self._db.write_transaction() as conn:
             # Read inside the transaction: the turn may have taken a while.
             now = time.time()
+            rows = []
             for put in puts:
                 if put.claims and not _claim(conn, put.claims, now + put.ttl, now):
                     results.append(None)
                     continue
-                conn.execute(
-                    "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
-                    (put.message_id, put.encoded, now, now),
-                )
+                rows.append((put.message_id, put.encoded, now, now))
                 results.append(put.message_id)
+
+            for start in range(0, len(rows), _INSERT_BATCH):
+                chunk = rows[start:start + _INSERT_BATCH]
+                values = ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
+                conn.execute(
+                    f"INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES {values}",
+                    [value for row in chunk for value in row],
+                )
 
             if now >= self._next_claim_purge:
                 purged = conn.execute(
@@ -359,7 +373,7 @@ class SqliteQueue(Queue):
                     expired.append((message_id, attempts))
                     continue
 
-                token = uuid.uuid4().hex
+                token = new_id()
                 conn.execute(
                     "UPDATE messages SET attempts = attempts + 1, available_at = ?, lease_token = ? WHERE seq = ?",
                     (now + self.policy.visibility_timeout, token, seq),
@@ -389,25 +403,27 @@ class _Put(typing.NamedTuple):
 def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> bool:
     """Claim every key when none is claimed (or every claim expired); return False for a duplicate.
 
-    A duplicate claims nothing, as on Redis: the keys are checked first. The
-    update of the INSERT runs only for an expired row.
+    One statement inserts the free keys and renews the expired ones, and
+    returns the keys it took. When it took fewer than all, the event is a
+    duplicate and the keys it took are deleted again, so a duplicate claims
+    nothing, as on Redis: a deleted claim and an expired one mean the same.
     """
-    marks = ", ".join("?" * len(keys))
-    still_claimed = conn.execute(
-        f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1", (*keys, now)
-    ).fetchone()
-    if still_claimed is not None:
-        return False
-
     rows = ", ".join(["(?, ?)"] * len(keys))
     parameters = [item for key in keys for item in (key, expires_at)]
     parameters.append(now)
-    claimed = conn.execute(
+    took = conn.execute(
         f"INSERT INTO claims (key, expires_at) VALUES {rows}"
-        " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?",
+        " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?"
+        " RETURNING key",
         parameters,
-    ).rowcount
-    return claimed == len(keys)
+    ).fetchall()
+    if len(took) == len(keys):
+        return True
+
+    if took:
+        marks = ", ".join("?" * len(took))
+        conn.execute(f"DELETE FROM claims WHERE key IN ({marks})", [row[0] for row in took])
+    return False
 
 
 def _move_to_dead_letters(conn, message_id: str, body: str, attempts: int, error: str, failed_at: float) -> None:

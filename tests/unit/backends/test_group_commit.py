@@ -1,6 +1,7 @@
 """GroupCommit: concurrent submissions share batches, and every submitter gets its own result or the batch's error."""
 
 import threading
+import time
 
 import pytest
 
@@ -74,3 +75,42 @@ def test_group_keeps_working_after_a_failed_batch():
     with pytest.raises(ValueError):
         group.submit(1)
     assert group.submit(2) == 2
+
+
+def test_submit_during_a_write_joins_the_next_batch():
+    first_batch_started = threading.Event()
+    release_first_batch = threading.Event()
+    batches = []
+
+    def write_batch(items):
+        batches.append(list(items))
+        if len(batches) == 1:
+            first_batch_started.set()
+            release_first_batch.wait(timeout=10)
+        return [item + 100 for item in items]
+
+    group = GroupCommit(write_batch)
+    results = {}
+
+    def submit(item):
+        results[item] = group.submit(item)
+
+    leader = threading.Thread(target=submit, args=(0,))
+    leader.start()
+    assert first_batch_started.wait(timeout=10)
+
+    followers = [threading.Thread(target=submit, args=(item,)) for item in (1, 2, 3)]
+    for follower in followers:
+        follower.start()
+    # The followers queue behind the leader's batch, which is still being written.
+    deadline = time.monotonic() + 10
+    while len(group._state.pending) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release_first_batch.set()
+
+    for thread in [leader, *followers]:
+        thread.join(timeout=10)
+    assert len(batches) == 2
+    assert batches[0] == [0]
+    assert sorted(batches[1]) == [1, 2, 3]
+    assert results == {0: 100, 1: 101, 2: 102, 3: 103}

@@ -7,7 +7,9 @@ visibility timeout.
 
 When the queue or cache backend is unavailable (``BackendUnavailable``), a
 thread waits before its next ``queue.get``, doubling the wait from 0.5 s up
-to :data:`MAX_BACKEND_BACKOFF`. A message whose processing, ``ack`` or
+to :data:`MAX_BACKEND_BACKOFF`. The process logs one ERROR line when the
+queue becomes unreachable, repeated once a minute, and one INFO line when
+a thread reaches it again (:class:`omnibot.backend_outage.OutageLog`). A message whose processing, ``ack`` or
 ``fail`` met an unavailable backend stays leased, so the queue delivers it
 again after the visibility timeout instead of losing it.
 """
@@ -17,6 +19,7 @@ import threading
 import time
 import typing
 
+from omnibot.backend_outage import OutageLog
 from omnibot.errors import BackendUnavailable, CallbackError
 from omnibot.processing.processor import Processor, envelope_trace
 
@@ -44,6 +47,7 @@ class Worker:
         self.processor = Processor(runtime)
         self._stopping = threading.Event()
         self._threads: typing.List[threading.Thread] = []
+        self._queue_outage = OutageLog(logger, "queue backend")
 
     def start(self) -> "Worker":
         """Start the threads and return at once."""
@@ -96,9 +100,11 @@ class Worker:
                 delivery = self.runtime.queue.get(timeout=self.poll_timeout)
             except BackendUnavailable as error:
                 backoff = _next_backoff(backoff)
-                logger.error("queue backend unavailable (%s); retrying in %.1f s", error, backoff)
+                self._queue_outage.failed(error, backoff)
                 self._stopping.wait(backoff)
                 continue
+
+            self._queue_outage.reached()
 
             if delivery is None or self.handle(delivery):
                 backoff = 0.0

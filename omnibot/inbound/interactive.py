@@ -162,7 +162,7 @@ def _dispatch(runtime, bot, route, payload, trace) -> Answer:
                 extra=trace,
             )
         else:
-            failed = enqueue(runtime, INTERACTIVE_KIND, bot, payload, keys, trace)
+            failed = enqueue(runtime, INTERACTIVE_KIND, bot, payload, keys, trace, log=logger)
             if failed is not None:
                 return failed
     return Answer(200, body) if body else _static_answer(payload_type, handler)

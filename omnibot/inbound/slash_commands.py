@@ -170,11 +170,12 @@ def claim(runtime, keys: typing.Sequence[str], trace) -> typing.Optional[bool]:
         return None
 
 
-def enqueue(runtime, kind: str, bot, payload: typing.Mapping, keys, trace) -> typing.Optional[Answer]:
+def enqueue(runtime, kind: str, bot, payload: typing.Mapping, keys, trace, log: logging.Logger = logger) -> typing.Optional[Answer]:
     """Put ``payload`` on the queue for the worker; return None, or the 5xx response after a failure.
 
     The legacy ``token`` field is left out of the queued payload. After a
     failure the de-duplication keys are released so that a retry is accepted.
+    Lines go to ``log``, the logger of the route that received the payload.
     """
     envelope = {
         "kind": kind,
@@ -188,13 +189,13 @@ def enqueue(runtime, kind: str, bot, payload: typing.Mapping, keys, trace) -> ty
         message_id = runtime.queue.put(envelope)
     except BackendUnavailable as error:
         dedup.release(runtime.cache, keys)
-        logger.error("queue backend unavailable (%s); responding 503", error, extra=trace)
+        log.error("queue backend unavailable (%s); responding 503", error, extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")
     except Exception:
         dedup.release(runtime.cache, keys)
-        logger.exception("failed to queue a %s", what, extra=trace)
+        log.exception("failed to queue a %s", what, extra=trace)
         return failure(500, f"Failed to queue the {what}.")
-    logger.debug("queued a %s as message %s", what, message_id, extra=trace)
+    log.debug("queued a %s as message %s", what, message_id, extra=trace)
     runtime.stats.message_queued(kind, bot.name)
     return None
 

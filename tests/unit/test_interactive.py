@@ -16,6 +16,7 @@ import pytest
 from omnibot.app import create_app
 from omnibot.config.loader import load_config_text
 from omnibot.containers import InteractiveComponent
+from omnibot.errors import BackendUnavailable
 from omnibot.fake_slack import FakeSlack
 from omnibot.inbound import dialogs
 from omnibot.inbound.interactive import inject_team_id, team_id_of
@@ -649,3 +650,18 @@ def test_container_for_view_submission(runtime):
     assert payload["message"] is None
     assert container.channel_id is None
     assert container.response_url is None
+
+
+def test_interactive_queue_outage_is_a_503_logged_by_the_interactive_route(client, runtime, caplog, monkeypatch):
+    def unavailable(envelope):
+        raise BackendUnavailable("queue file is locked")
+
+    monkeypatch.setattr(runtime.queue, "put", unavailable)
+    caplog.set_level(logging.ERROR)
+
+    response = post(client, form(fresh(legacy_button())))
+
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "Queue backend unavailable; retry later."
+    errors = [record for record in caplog.records if "queue backend unavailable" in record.getMessage()]
+    assert [record.name for record in errors] == ["omnibot.inbound.interactive"]

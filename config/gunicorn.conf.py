@@ -70,6 +70,18 @@ def on_exit(server):
 
 
 def when_ready(server):
+    # With reuse_port each worker opens its own socket, and gunicorn's own
+    # "Listening at:" line shows no address, so say where omnibot listens.
+    # The master has not configured omnibot's logging; gunicorn's logger
+    # writes to its error log.
+    server.log.info(
+        "gunicorn %d serving omnibot on %s with %d workers of %d threads",
+        server.pid,
+        ", ".join(server.cfg.bind),
+        server.cfg.workers,
+        server.cfg.threads,
+    )
+
     # On SIGHUP, check the config file first and keep the running workers
     # when it is invalid; without this a worker that cannot load the new
     # config stops gunicorn ("Worker failed to boot").

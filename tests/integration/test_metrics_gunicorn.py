@@ -155,3 +155,9 @@ def test_web_workers_log_start(stack):
     starts = re.findall(r"web worker (\d+) started", stack.logs())
 
     assert len(set(starts)) == 2
+
+
+def test_gunicorn_logs_its_address(stack):
+    lines = re.findall(r"gunicorn \d+ serving omnibot on (\S+) with 2 workers of \d+ threads", stack.logs())
+
+    assert lines == [stack.url.split("//", 1)[1]]

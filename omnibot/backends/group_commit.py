@@ -9,6 +9,7 @@ at once, so a lone request waits for no other thread.
 """
 
 import _thread
+import copy
 import os
 import threading
 import typing
@@ -48,7 +49,7 @@ class GroupCommit(typing.Generic[Item, Result]):
             # Woken once: by the leader that wrote the slot, or to lead the next batch.
             slot.wait()
             if not slot.promoted:
-                return slot.outcome()
+                return slot.outcome(own_batch=False)
 
         self._lead(state, slot)
         return slot.outcome()
@@ -128,7 +129,20 @@ class _Slot:
         """Let the thread blocked in :meth:`wait` go on."""
         self._waiting.release()
 
-    def outcome(self):
-        if self.error is not None:
+    def outcome(self, own_batch: bool = True):
+        """Return the result, or raise the batch's error.
+
+        The thread that wrote the batch raises the error itself. The others
+        raise a copy whose cause is that error: threads that raise one object
+        at once would add their frames to one traceback. An error that cannot
+        be copied is raised as it is.
+        """
+        if self.error is None:
+            return self.result
+        if own_batch:
             raise self.error
-        return self.result
+        try:
+            duplicate = copy.copy(self.error)
+        except Exception:  # noqa: BLE001 - an exception class whose constructor copy cannot call
+            raise self.error from None
+        raise duplicate from self.error

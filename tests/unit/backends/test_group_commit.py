@@ -114,3 +114,43 @@ def test_submit_during_a_write_joins_the_next_batch():
     assert batches[0] == [0]
     assert sorted(batches[1]) == [1, 2, 3]
     assert results == {0: 100, 1: 101, 2: 102, 3: 103}
+
+
+def test_waiting_submitters_raise_a_copy_of_the_batch_error():
+    writing = threading.Event()
+    release = threading.Event()
+    errors = {}
+
+    def write_batch(items):
+        writing.set()
+        release.wait(timeout=10)
+        raise OSError(28, "No space left on device")
+
+    group = GroupCommit(write_batch)
+
+    def submit(item):
+        try:
+            group.submit(item)
+        except OSError as error:
+            errors[item] = error
+
+    threads = [threading.Thread(target=submit, args=(item,)) for item in range(4)]
+    threads[0].start()
+    assert writing.wait(timeout=10)
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(group._state.pending) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert sorted(errors) == [0, 1, 2, 3]
+    assert len({id(error) for error in errors.values()}) == 4
+    assert all(type(error) is OSError and error.errno == 28 for error in errors.values())
+    # Batches [0] and [1, 2, 3]: each batch's writer raises the original, the others copies caused by it.
+    assert errors[0].__cause__ is None
+    copies = [error for error in errors.values() if error.__cause__ is not None]
+    assert len(copies) == 2
+    assert all(error.__cause__ is copies[0].__cause__ and error.__cause__ is not errors[0] for error in copies)

@@ -14,8 +14,10 @@ import logging
 import typing
 
 import requests
+import requests.adapters
 
 from omnibot import unparser
+from omnibot.slack import transport
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +33,12 @@ class ResultApplier:
 
     def __init__(self, runtime):
         self.runtime = runtime
-        # One pooled session for every response_url post of this process.
+        # One pooled session for every response_url post of this process,
+        # retried by the rules of Web API calls (omnibot.slack.transport).
         self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(max_retries=transport.slack_retry(transport.ResponseUrlRetry))
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
 
     def apply(
         self,

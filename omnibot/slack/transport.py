@@ -105,16 +105,20 @@ class SlackRetry(Retry):
         """Log the retry that :meth:`increment` granted, then wait before it."""
         attempt = self.history[-1] if self.history else None
         wait = self._wait_seconds(response)
-        # The URL path ends in the method name. The token is in a header, never in the URL.
-        method = urllib.parse.urlsplit((attempt.url if attempt else None) or "").path.rsplit("/", 1)[-1]
         logger.warning(
-            "retrying Slack API %s after %s (retry %d of %d)",
-            method or "(unknown method)",
+            "retrying %s after %s (retry %d of %d)",
+            self._call_name(attempt),
             _cause(attempt),
             len(self.history),
             MAX_RETRIES,
         )
         time.sleep(wait)
+
+    def _call_name(self, attempt) -> str:
+        """Name the call in the log line: ``Slack API chat.postMessage``."""
+        # The URL path ends in the method name. The token is in a header, never in the URL.
+        method = urllib.parse.urlsplit((attempt.url if attempt else None) or "").path.rsplit("/", 1)[-1]
+        return f"Slack API {method or '(unknown method)'}"
 
     def _wait_seconds(self, response) -> float:
         if response is not None and response.status == 429:
@@ -145,9 +149,47 @@ def _cause(attempt) -> str:
     return type(error).__name__
 
 
-def slack_retry() -> SlackRetry:
-    """Return the retry policy of every Web API call, whose rules the module docstring lists."""
-    return SlackRetry(
+class ResponseUrlRetry(SlackRetry):
+    """The same rules for a POST to a ``response_url``, whose log line leaves out the URL.
+
+    A ``response_url`` carries its secret in its path, so the line says
+    ``retrying the POST to response_url after HTTP 503 (retry 1 of 3)``.
+    """
+
+    def _call_name(self, attempt) -> str:
+        return "the POST to response_url"
+
+
+class _DropUrllib3RetryLines(logging.Filter):
+    """Drops urllib3's own line about a retry that a :class:`SlackRetry` grants.
+
+    urllib3 logs ``Retrying (...) after connection broken by ...: <path>``
+    before each retry of a broken connection. :meth:`SlackRetry.sleep`
+    already logs one line per retry, and a ``response_url`` path holds a
+    secret that must not reach the log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (args and isinstance(args[0], SlackRetry))
+
+
+_URLLIB3_RETRY_FILTER = _DropUrllib3RetryLines()
+
+
+def slack_retry(policy: type = SlackRetry) -> SlackRetry:
+    """Return the retry policy of every Web API call, whose rules the module docstring lists.
+
+    Also stops urllib3 from logging its own line for those retries
+    (:class:`_DropUrllib3RetryLines`).
+
+    Args:
+        policy: :class:`SlackRetry`, or :class:`ResponseUrlRetry` for posts to a ``response_url``.
+    """
+    urllib3_logger = logging.getLogger("urllib3.connectionpool")
+    if _URLLIB3_RETRY_FILTER not in urllib3_logger.filters:
+        urllib3_logger.addFilter(_URLLIB3_RETRY_FILTER)
+    return policy(
         total=MAX_RETRIES,
         connect=None,
         read=None,

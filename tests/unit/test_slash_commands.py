@@ -380,13 +380,14 @@ def test_worker_posts_responses_then_actions(client, runtime, slack):
 
 
 def test_worker_failed_response_url_still_runs_actions(client, runtime, slack, caplog):
-    slack.add_fault("response_url", status=500)
+    # 404 is not retried (see tests/unit/test_response_url_retries.py for 500 and 503).
+    slack.add_fault("response_url", status=404, error="expired_url")
     post(client, command_form("/quiet", response_url=slack.hook_url("broken")))
     process_queued(runtime)
 
-    assert [call["status"] for call in slack.calls("response_url")] == [500]
+    assert [call["status"] for call in slack.calls("response_url")] == [404]
     assert len(slack.calls("chat.postMessage")) == 1
-    assert "response_url returned HTTP 500" in caplog.text
+    assert "response_url returned HTTP 404" in caplog.text
 
 
 def test_worker_response_url_timeout_logged(client, runtime, slack, caplog, monkeypatch):

@@ -32,8 +32,10 @@ import redis
 
 from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.redis_connection import RedisClient, describe_client, socket_timeout_of, translate_errors
+from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.errors import BackendUnavailable
+from omnibot.per_process import PerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +172,7 @@ return redis.call('XLEN', KEYS[1])
 # next get() continues the scan where this one stopped.
 _MAX_CLAIM_CALLS = 10
 
-# Retries moved back to the stream per get() call.
+# Retries moved back to the stream per promote step.
 _PROMOTE_BATCH = 100
 
 # Dead letters deleted per script call by purge_dead_letters().
@@ -201,9 +203,12 @@ class StreamLease:
 class RedisQueue(Queue):
     """A :class:`Queue` on a Redis stream with a consumer group (Redis 6.2 or later).
 
-    ``get`` first claims entries whose lease expired (XAUTOCLAIM with the
-    visibility timeout as minimum idle time), then reads new entries with
-    ``XREADGROUP ... BLOCK``. Consumers are named ``host-pid-thread``.
+    ``get`` moves due retries back to the stream, claims entries whose lease
+    expired (XAUTOCLAIM with the visibility timeout as minimum idle time),
+    and reads new entries with ``XREADGROUP ... BLOCK``. The first two steps
+    run only when a :class:`MaintenanceSchedule`, one per process, finds them
+    due, so that a busy ``get`` is usually one round trip. Consumers are
+    named ``host-pid-thread``.
 
     Args:
         client: A client made by :func:`~omnibot.backends.redis_connection.create_client`;
@@ -220,6 +225,12 @@ class RedisQueue(Queue):
         block_interval: Maximum seconds one blocking read waits before ``get``
             checks again for expired leases and due retries. It must be
             shorter than the client's socket timeout.
+        promote_interval: Maximum seconds between two moves of due retries
+            to the stream by one process while it calls ``get``. Retries that
+            this process scheduled itself are moved when they are due.
+        claim_interval: Maximum seconds between two scans for expired leases
+            by one process while its reads keep finding new messages. A read
+            that finds none makes the next ``get`` scan.
 
     Raises:
         ValueError: When a setting is out of range.
@@ -238,9 +249,14 @@ class RedisQueue(Queue):
         backoff_max: float = 300.0,
         max_length_warning: int = 100_000,
         block_interval: float = 1.0,
+        promote_interval: float = 0.5,
+        claim_interval: float = 1.0,
     ):
         self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
         _check_block_interval(client, block_interval)
+        self._schedule = PerProcess(lambda: MaintenanceSchedule(promote_interval, claim_interval))
+        # Creating this process's schedule now checks the intervals.
+        self._schedule.get()
 
         self.group = group
         self.stream = f"{key_prefix}:{{{name}}}:stream"
@@ -311,10 +327,12 @@ class RedisQueue(Queue):
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
         """Lease the next message, waiting up to ``timeout`` seconds.
 
-        Each round moves due retries back to the stream, then claims an entry
-        whose lease expired, then reads a new entry, blocking for at most
-        ``block_interval``. An entry whose lease expired after its last allowed
-        attempt is dead-lettered instead of being delivered.
+        Each round moves due retries back to the stream and claims an entry
+        whose lease expired, when this process's schedule finds these steps
+        due, then reads a new entry, blocking for at most ``block_interval``
+        and no longer than until the next retry known to this process is due.
+        An entry whose lease expired after its last allowed attempt is
+        dead-lettered instead of being delivered.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
         consumer = _consumer_name()
@@ -369,6 +387,8 @@ class RedisQueue(Queue):
         if dead:
             logger.warning("Message %s moved to the dead letters after %d attempts", delivery.id, attempts)
         else:
+            # The next get() of this process then wakes when the retry is due.
+            self._schedule.get().record_retry(delay)
             logger.info("Message %s failed attempt %d; it is delivered again in %.3g s", delivery.id, attempts, delay)
 
         return dead
@@ -498,20 +518,26 @@ class RedisQueue(Queue):
 
     def _get_once(self, consumer: str, remaining: float) -> typing.Optional[Delivery]:
         self._ensure_group()
-        next_retry = float(
-            self._promote_script(keys=[self._delayed, self._delayed_messages, self.stream], args=[_PROMOTE_BATCH])
-        )
+        schedule = self._schedule.get()
 
-        delivery = self._claim_expired(consumer)
-        if delivery is not None:
-            return delivery
+        if schedule.promote_due():
+            next_retry = self._promote_script(
+                keys=[self._delayed, self._delayed_messages, self.stream], args=[_PROMOTE_BATCH]
+            )
+            schedule.record_promote(float(next_retry))
 
-        # Wake up in time to move the next retry to the stream.
-        wait = min(remaining, self._block_interval)
-        if next_retry >= 0:
-            wait = min(wait, next_retry)
+        if schedule.claim_due():
+            delivery = self._claim_expired(consumer, schedule)
+            if delivery is not None:
+                return delivery
 
-        return self._read_new(consumer, wait)
+        # Wake up in time to move the next retry known to this process to the stream.
+        wait = min(remaining, self._block_interval, schedule.seconds_until_retry())
+        delivery = self._read_new(consumer, wait)
+        if delivery is None:
+            schedule.record_idle_read()
+
+        return delivery
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -526,23 +552,29 @@ class RedisQueue(Queue):
 
         self._group_ready = True
 
-    def _claim_expired(self, consumer: str) -> typing.Optional[Delivery]:
+    def _claim_expired(self, consumer: str, schedule: MaintenanceSchedule) -> typing.Optional[Delivery]:
         min_idle_ms = int(self.policy.visibility_timeout * 1000)
+        claimed_any = False
 
         for _ in range(_MAX_CLAIM_CALLS):
             cursor, entries, *_ = self._client.xautoclaim(
                 self.stream, self.group, consumer, min_idle_ms, start_id=self._claim_cursor, count=1
             )
             self._claim_cursor = cursor
+            claimed_any = claimed_any or bool(entries)
 
             for entry_id, fields in entries:
                 delivery = self._lease_claimed(consumer, entry_id, fields)
                 if delivery is not None:
+                    # More leases may have expired, so the next get() scans again.
+                    schedule.record_claim(complete=False)
                     return delivery
 
             if cursor == "0-0":
+                schedule.record_claim(complete=not claimed_any)
                 return None
 
+        schedule.record_claim(complete=False)
         return None
 
     def _lease_claimed(self, consumer: str, entry_id: str, fields) -> typing.Optional[Delivery]:

@@ -1,7 +1,9 @@
 """``omnibot worker``: threads that take messages from the queue and process them.
 
 Each thread leases one message at a time, so on SIGTERM a worker stops
-taking new messages, finishes the ones in hand and exits. A message it never
+taking new messages, finishes the ones in hand and exits. While a message is
+in hand its lease is renewed (:class:`omnibot.lease_keeper.LeaseKeeper`), so
+a slow message is not handed to a second worker. A message it never
 acknowledged, because the process was killed, is delivered again after the
 visibility timeout.
 
@@ -21,6 +23,7 @@ import typing
 
 from omnibot.backend_outage import OutageLog
 from omnibot.errors import BackendUnavailable, CallbackError
+from omnibot.lease_keeper import LeaseKeeper
 from omnibot.processing.processor import Processor, envelope_trace
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class Worker:
         self._stopping = threading.Event()
         self._threads: typing.List[threading.Thread] = []
         self._queue_outage = OutageLog(logger, "queue backend")
+        self._leases = LeaseKeeper(runtime.queue)
 
     def start(self) -> "Worker":
         """Start the threads and return at once."""
@@ -57,6 +61,7 @@ class Worker:
                 "posts carry no metadata marks (OMNIBOT_POST_METADATA is off), "
                 "so a message delivered again can post its replies twice"
             )
+        self._leases.start()
         for number in range(self.concurrency):
             thread = threading.Thread(target=self._loop, name=f"omnibot-worker-{number}", daemon=True)
             thread.start()
@@ -74,6 +79,7 @@ class Worker:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         finished = not any(thread.is_alive() for thread in self._threads)
+        self._leases.stop()
         if finished:
             logger.info("worker stopped")
         else:
@@ -128,7 +134,7 @@ class Worker:
         bot = self.runtime.config.bot_by_app_id(delivery.body.get("app_id"))
         trace = dict(envelope_trace(bot, delivery.body), message_id=delivery.id, attempt=delivery.attempts)
 
-        with stats.handling_message(kind):
+        with stats.handling_message(kind), self._leases.hold(delivery):
             outcome = self._handle(delivery, trace)
         stats.message_finished(kind, outcome)
         return outcome != STALLED

@@ -81,6 +81,16 @@ class Queue(abc.ABC):
         """
 
     @abc.abstractmethod
+    def extend_leases(self, deliveries: typing.Sequence[Delivery]) -> typing.List[bool]:
+        """Restart the visibility timeout of each lease in ``deliveries`` from now.
+
+        Returns:
+            One flag per delivery: True when its lease was still held and now
+            lasts a full visibility timeout again, False when it had passed
+            to another worker or the message was acked or removed since.
+        """
+
+    @abc.abstractmethod
     def depth(self) -> int:
         """Return how many messages wait or are leased (dead letters excluded)."""
 

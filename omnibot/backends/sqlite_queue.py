@@ -203,6 +203,21 @@ class SqliteQueue(Queue):
                 for ack in acks
             ]
 
+    def extend_leases(self, deliveries: typing.Sequence[Delivery]) -> typing.List[bool]:
+        """Move each held lease's deadline to a full visibility timeout from now, in one transaction."""
+        if not deliveries:
+            return []
+        with self._db.write_transaction() as conn:
+            deadline = time.time() + self.policy.visibility_timeout
+            return [
+                conn.execute(
+                    "UPDATE messages SET available_at = ? WHERE id = ? AND lease_token = ?",
+                    (deadline, delivery.id, delivery.receipt),
+                ).rowcount
+                == 1
+                for delivery in deliveries
+            ]
+
     def fail(self, delivery: Delivery, error: str) -> bool:
         """Schedule the message again after its backoff, or dead-letter it after its last attempt.
 
@@ -443,7 +458,7 @@ def _dead_letter_from_row(row) -> DeadLetter:
 def _expired_lease_error(visibility_timeout: float) -> str:
     return (
         f"lease expired: no ack or fail within the visibility timeout of {visibility_timeout:g} s "
-        "(the worker died or took too long)"
+        "(the worker died, or could not renew its lease)"
     )
 
 

@@ -498,3 +498,36 @@ def test_dead_letters_with_non_positive_limit(make_queue, limit):
     dead_letter_one(queue, {"n": 1})
 
     assert queue.dead_letters(limit=limit) == []
+
+
+def test_extended_lease_stays_hidden_past_its_first_timeout(make_queue):
+    first = make_queue(visibility_timeout=1.0)
+    second = make_queue(visibility_timeout=1.0)
+    first.put({"n": 1})
+    leased = first.get(timeout=PATIENCE)
+
+    # Renewed at about 0.6 and 1.2 s, the lease outlasts its first second.
+    for _ in range(2):
+        time.sleep(0.6)
+        assert first.extend_leases([leased]) == [True]
+    taken_early = second.get(timeout=0.3)
+    first.ack(leased)
+
+    assert taken_early is None
+    assert first.depth() == 0
+
+
+def test_extend_leases_reports_leases_no_longer_held(make_queue):
+    first = make_queue(visibility_timeout=0.5)
+    second = make_queue(visibility_timeout=0.5)
+    first.put({"n": 1})
+    first.put({"n": 2})
+    lost = first.get(timeout=PATIENCE)
+    acked = first.get(timeout=PATIENCE)
+    first.ack(acked)
+    taken_over = second.get(timeout=PATIENCE)
+
+    assert taken_over.id == lost.id
+    assert first.extend_leases([lost, acked]) == [False, False]
+    assert first.extend_leases([]) == []
+    assert second.extend_leases([taken_over]) == [True]

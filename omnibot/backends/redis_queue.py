@@ -26,7 +26,6 @@ import socket
 import threading
 import time
 import typing
-import uuid
 
 import redis
 
@@ -35,6 +34,7 @@ from omnibot.backends.redis_connection import RedisClient, describe_client, sock
 from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
 from omnibot.backends.redis_lease_renewal import RENEW_SCRIPT, renew_arguments
 from omnibot.backends.retry_policy import RetryPolicy
+from omnibot.backends.unique_ids import new_id
 from omnibot.errors import BackendUnavailable
 from omnibot.per_process import PerProcess
 
@@ -294,7 +294,7 @@ class RedisQueue(Queue):
         One round trip sends XADD (never with MAXLEN, so nothing unprocessed is
         dropped) and XLEN, to warn when the backlog exceeds ``max_length_warning``.
         """
-        message_id = uuid.uuid4().hex
+        message_id = new_id()
         message = _encode_message(message_id, body, prior_attempts=0)
 
         with translate_errors(self._location):
@@ -314,7 +314,7 @@ class RedisQueue(Queue):
         """
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        message_id = uuid.uuid4().hex
+        message_id = new_id()
         message = _encode_message(message_id, body, prior_attempts=0)
         keys = [self.stream] + [self._claim_prefix + claim for claim in dict.fromkeys(claims)]
 

@@ -5,8 +5,8 @@ without an ack or a fail, because its worker may have died. A worker that is
 alive but slow, with several slow callbacks or a Slack call waiting for a
 long ``Retry-After``, would then see its message handed to a second worker.
 :class:`LeaseKeeper` restarts the visibility timeout of every message in hand
-every third of that timeout, so a lease expires only when its worker died or
-could not reach the backend for two renewals in a row.
+every sixth of that timeout, so a lease expires only when its worker died or
+could not renew it for five sixths of the timeout.
 """
 
 import contextlib
@@ -18,20 +18,28 @@ from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
+RENEWALS_PER_TIMEOUT = 6
+"""Renewals per visibility timeout."""
+
 
 class LeaseKeeper:
     """A thread that renews the leases registered with :meth:`hold`.
 
     Args:
-        queue: The queue the messages were leased from; it must have
-            ``extend_leases`` and a ``policy`` with ``visibility_timeout``.
-        interval: Seconds between renewals; a third of the visibility
-            timeout when None.
+        queue: Returns the queue the messages were leased from. It is
+            called by the thread, not here, so a keeper can be made while
+            the backend is unreachable.
+        visibility_timeout: The queue's visibility timeout in seconds; read
+            from ``queue().policy`` by the thread when None. Leases are
+            renewed every sixth of it, so a lease expires only when no
+            renewal succeeded for five sixths of it.
     """
 
-    def __init__(self, queue, interval: typing.Optional[float] = None):
+    def __init__(self, queue: typing.Callable[[], typing.Any], visibility_timeout: typing.Optional[float] = None):
         self._queue = queue
-        self.interval = interval if interval is not None else queue.policy.visibility_timeout / 3
+        self.interval: typing.Optional[float] = None
+        if visibility_timeout is not None:
+            self.interval = visibility_timeout / RENEWALS_PER_TIMEOUT
         self._lock = threading.Lock()
         self._in_hand: typing.Dict[int, typing.Any] = {}
         self._stopping = threading.Event()
@@ -69,7 +77,7 @@ class LeaseKeeper:
             return
 
         try:
-            held = self._queue.extend_leases(deliveries)
+            held = self._queue().extend_leases(deliveries)
         except BackendUnavailable as error:
             logger.warning(
                 "could not renew the leases of %d messages in hand (%s); they go to another worker "
@@ -94,6 +102,14 @@ class LeaseKeeper:
             return id(delivery) in self._in_hand
 
     def _run(self) -> None:
+        while self.interval is None:
+            try:
+                self.interval = self._queue().policy.visibility_timeout / RENEWALS_PER_TIMEOUT
+            except BackendUnavailable:
+                # The worker's threads log the outage; try again in a second.
+                if self._stopping.wait(1.0):
+                    return
+
         while not self._stopping.wait(self.interval):
             try:
                 self.renew()

@@ -112,6 +112,9 @@ def configure_logging(default_format: str = "text", level: str = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
+    # At DEBUG urllib3 logs each request's path, and a response_url's path is
+    # a secret; config/logging.yaml holds it at WARNING too.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 class RepeatFilter(logging.Filter):

@@ -51,7 +51,8 @@ class Worker:
         self._stopping = threading.Event()
         self._threads: typing.List[threading.Thread] = []
         self._queue_outage = OutageLog(logger, "queue backend")
-        self._leases = LeaseKeeper(runtime.queue)
+        # The queue is opened at the first renewal, so a worker starts while its backend is down.
+        self._leases = LeaseKeeper(lambda: runtime.queue)
 
     def start(self) -> "Worker":
         """Start the threads and return at once."""
@@ -134,7 +135,7 @@ class Worker:
         bot = self.runtime.config.bot_by_app_id(delivery.body.get("app_id"))
         trace = dict(envelope_trace(bot, delivery.body), message_id=delivery.id, attempt=delivery.attempts)
 
-        with stats.handling_message(kind), self._leases.hold(delivery):
+        with stats.handling_message(kind):
             outcome = self._handle(delivery, trace)
         stats.message_finished(kind, outcome)
         return outcome != STALLED
@@ -143,7 +144,9 @@ class Worker:
         """Process, then ack or fail one message; return ``acked``, ``retried``, ``dead_lettered`` or ``stalled``."""
         queue = self.runtime.queue
         try:
-            self.processor.process(delivery.body, delivery.id, delivery.attempts)
+            # Renewed while it is processed; not during ack or fail, whose renewal could only fail.
+            with self._leases.hold(delivery):
+                self.processor.process(delivery.body, delivery.id, delivery.attempts)
         except BackendUnavailable as error:
             # Not the message's fault, so no failure is recorded: fail() would
             # spend attempts quickly and could dead-letter it during an outage.

@@ -144,5 +144,5 @@ class _Slot:
         try:
             duplicate = copy.copy(self.error)
         except Exception:  # noqa: BLE001 - an exception class whose constructor copy cannot call
-            raise self.error from None
+            raise self.error
         raise duplicate from self.error

@@ -9,14 +9,15 @@ retries that are due and messages whose worker died.
 
 import json
 import logging
+import sqlite3
 import time
 import typing
 
 from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.group_commit import GroupCommit
-from omnibot.backends.unique_ids import new_id
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.sqlite_connection import SqliteConnections
+from omnibot.backends.unique_ids import new_id
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,12 @@ CREATE INDEX IF NOT EXISTS claims_by_expires_at ON claims (expires_at);
 _CLAIM_PURGE_INTERVAL = 60.0
 _CLAIM_PURGE_BATCH = 2000
 
-# Messages per INSERT statement, well under SQLite's limit of 32,766 parameters.
-_INSERT_BATCH = 500
+# Messages per INSERT statement: 4 parameters each, under the limit of 999
+# parameters of SQLite before 3.32.
+_INSERT_BATCH = 200
+
+# INSERT ... RETURNING came with SQLite 3.35; older versions take two statements to claim.
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 # get() polls the file while the queue is empty. The pause grows from the
 # first to the max value, so an idle worker costs a few cheap reads per second
@@ -418,20 +423,28 @@ class _Put(typing.NamedTuple):
 def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> bool:
     """Claim every key when none is claimed (or every claim expired); return False for a duplicate.
 
-    One statement inserts the free keys and renews the expired ones, and
-    returns the keys it took. When it took fewer than all, the event is a
-    duplicate and the keys it took are deleted again, so a duplicate claims
-    nothing, as on Redis: a deleted claim and an expired one mean the same.
+    A duplicate claims nothing, as on Redis. With SQLite 3.35 or later one
+    statement inserts the free keys, renews the expired ones and returns
+    the keys it took; when it took fewer than all, the keys it took are
+    deleted again (a deleted claim means the same as an expired one).
+    Older SQLite, without ``RETURNING``, checks the keys first.
     """
     rows = ", ".join(["(?, ?)"] * len(keys))
     parameters = [item for key in keys for item in (key, expires_at)]
     parameters.append(now)
-    took = conn.execute(
+    upsert = (
         f"INSERT INTO claims (key, expires_at) VALUES {rows}"
         " ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?"
-        " RETURNING key",
-        parameters,
-    ).fetchall()
+    )
+
+    if not _HAS_RETURNING:
+        marks = ", ".join("?" * len(keys))
+        still_claimed = conn.execute(
+            f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1", (*keys, now)
+        ).fetchone()
+        return still_claimed is None and conn.execute(upsert, parameters).rowcount == len(keys)
+
+    took = conn.execute(upsert + " RETURNING key", parameters).fetchall()
     if len(took) == len(keys):
         return True
 

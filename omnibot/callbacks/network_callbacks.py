@@ -43,10 +43,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 10.0
 """Longest ``Retry-After``, in seconds, that a retry waits for.
 
-A service that requests a longer wait is not retried, so one call cannot hold
-a worker thread past the queue's visibility timeout (``QUEUE_VISIBILITY_TIMEOUT``,
-60 s by default), after which the queue would deliver the message to another
-worker.
+A service that requests a longer wait is not retried, so one call does not
+hold a worker thread, and the messages waiting for one, for longer.
 """
 
 # The request body and the response come from this module, so callers cannot

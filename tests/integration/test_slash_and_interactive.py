@@ -209,23 +209,29 @@ def test_echo_builtin_restores_markup(stack, slack):
     assert calls[0]["args"]["response_type"] == "in_channel"
 
 
-@pytest.mark.parametrize(
-    "status",
-    [
-        404,  # the hook expired
-        500,  # Slack failed
-    ],
-)
-def test_failed_response_url_keeps_actions(stack, slack, status):
-    slack.add_fault("response_url", status=status)
+def test_failed_response_url_keeps_actions(stack, slack):
+    # 404: the hook expired; not retried.
+    slack.add_fault("response_url", status=404)
     posted_before = len(posts_with(slack, "handled"))
-    response = stack.post(SLASH, command_form("/respond", hook=slack.hook_url(f"fail-{status}")), content_type=FORM)
+    response = stack.post(SLASH, command_form("/respond", hook=slack.hook_url("fail-404")), content_type=FORM)
 
     assert response.status_code == 200
-    calls = wait_until(lambda: hook_calls(slack, f"fail-{status}"), message="the failing response_url post")
-    assert calls[0]["status"] == status
+    calls = wait_until(lambda: hook_calls(slack, "fail-404"), message="the failing response_url post")
+    assert calls[0]["status"] == 404
     wait_until(lambda: len(posts_with(slack, "handled")) > posted_before, message="the chat.postMessage")
-    wait_until(lambda: f"response_url returned HTTP {status}" in stack.logs(), message=f"the HTTP {status} log line")
+    wait_until(lambda: "response_url returned HTTP 404" in stack.logs(), message="the HTTP 404 log line")
+    assert len(hook_calls(slack, "fail-404")) == 1
+
+
+def test_response_url_500_is_retried(stack, slack):
+    slack.add_fault("response_url", status=500)
+    response = stack.post(SLASH, command_form("/respond", hook=slack.hook_url("retry-500")), content_type=FORM)
+
+    assert response.status_code == 200
+    calls = wait_until(lambda: len(hook_calls(slack, "retry-500")) >= 2 and hook_calls(slack, "retry-500"), message="the retried post")
+    assert [call["status"] for call in calls] == [500, 200]
+    assert "retrying the POST to response_url after HTTP 500 (retry 1 of 3)" in stack.logs()
+    assert "retry-500" not in stack.logs()
 
 
 def test_chained_slash_dialog_interactive(stack, slack):

@@ -38,7 +38,7 @@ def test_lease_keeper_keeps_a_held_message_from_other_consumers(tmp_path):
     mine, other = SqliteQueue(path, visibility_timeout=0.6), SqliteQueue(path, visibility_timeout=0.6)
     mine.put({"n": 1})
     delivery = mine.get(timeout=5)
-    keeper = LeaseKeeper(mine).start()
+    keeper = LeaseKeeper(lambda: mine).start()
     try:
         with keeper.hold(delivery):
             taken = other.get(timeout=1.5)
@@ -46,7 +46,7 @@ def test_lease_keeper_keeps_a_held_message_from_other_consumers(tmp_path):
     finally:
         keeper.stop()
 
-    assert keeper.interval == pytest.approx(0.2)
+    assert keeper.interval == pytest.approx(0.1)
     assert taken is None
     assert mine.depth() == 0
 
@@ -56,7 +56,7 @@ def test_lease_keeper_lets_a_released_lease_expire(tmp_path):
     mine, other = SqliteQueue(path, visibility_timeout=0.6), SqliteQueue(path, visibility_timeout=0.6)
     message_id = mine.put({"n": 1})
     delivery = mine.get(timeout=5)
-    keeper = LeaseKeeper(mine).start()
+    keeper = LeaseKeeper(lambda: mine).start()
     try:
         with keeper.hold(delivery):
             pass
@@ -73,7 +73,7 @@ def test_lease_keeper_logs_a_lost_lease(tmp_path, caplog):
     mine, other = SqliteQueue(path, visibility_timeout=0.3), SqliteQueue(path, visibility_timeout=0.3)
     message_id = mine.put({"n": 1})
     delivery = mine.get(timeout=5)
-    keeper = LeaseKeeper(mine, interval=60)
+    keeper = LeaseKeeper(lambda: mine, visibility_timeout=600)
     taken = other.get(timeout=5)
 
     with caplog.at_level(logging.WARNING, logger="omnibot.lease_keeper"), keeper.hold(delivery):
@@ -87,7 +87,7 @@ def test_lease_keeper_survives_an_unavailable_backend(tmp_path, caplog, monkeypa
     queue = SqliteQueue(str(tmp_path / "queue.db"), visibility_timeout=0.3)
     queue.put({"n": 1})
     delivery = queue.get(timeout=5)
-    keeper = LeaseKeeper(queue, interval=60)
+    keeper = LeaseKeeper(lambda: queue, visibility_timeout=600)
 
     def unavailable(deliveries):
         raise BackendUnavailable("queue file is locked")
@@ -127,3 +127,14 @@ def test_slow_message_runs_once_with_two_workers(tmp_path, slack, monkeypatch):
 
     assert len(recorders.read_calls(record_file, "slow_reply_started")) == 1
     assert [call["args"]["text"] for call in slack.calls("chat.postMessage")] == ["slow done"]
+
+
+def test_lease_keeper_starts_while_the_backend_is_down():
+    def unreachable():
+        raise BackendUnavailable("Redis Cluster at redis://127.0.0.1:1/0 is unavailable")
+
+    keeper = LeaseKeeper(unreachable).start()
+    keeper.stop(timeout=5)
+
+    assert keeper.interval is None
+    assert not keeper._thread.is_alive()

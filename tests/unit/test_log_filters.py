@@ -138,3 +138,18 @@ def test_configure_logging_installs_repeat_filter(monkeypatch):
 
     assert isinstance(handler.formatter, TextFormatter)
     assert any(isinstance(check, RepeatFilter) for check in handler.filters)
+
+
+def test_configure_logging_keeps_urllib3_at_warning_under_debug(monkeypatch):
+    # urllib3's DEBUG lines carry request paths, and a response_url's path is a secret.
+    monkeypatch.delenv("LOG_CONFIG_FILE", raising=False)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("urllib3").level)
+    try:
+        configure_logging("text", level="DEBUG")
+
+        assert root.level == logging.DEBUG
+        assert logging.getLogger("urllib3").getEffectiveLevel() == logging.WARNING
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("urllib3").setLevel(saved[2])

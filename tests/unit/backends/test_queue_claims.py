@@ -171,3 +171,26 @@ def test_duplicate_claims_none_of_its_new_keys(queue):
     # event:B was not claimed by the duplicate, on SQLite as on Redis.
     assert queue.put_unless_claimed({"n": 3}, ["event:B"], LONG_TTL) is not None
     assert queue.depth() == 2
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["sqlite-3.35+", "sqlite-before-3.35"])
+def test_sqlite_claims_with_and_without_returning(tmp_path, monkeypatch, returning):
+    # SQLite before 3.35 has no INSERT ... RETURNING; the queue then checks the keys first.
+    monkeypatch.setattr("omnibot.backends.sqlite_queue._HAS_RETURNING", returning)
+    queue = SqliteQueue(str(tmp_path / "queue.db"))
+    try:
+        first = queue.put_unless_claimed({"n": 1}, ["event:A"], LONG_TTL)
+        repeat = queue.put_unless_claimed({"n": 2}, ["event:A", "event:B"], LONG_TTL)
+        other = queue.put_unless_claimed({"n": 3}, ["event:B"], LONG_TTL)
+        short = queue.put_unless_claimed({"n": 4}, ["event:C"], 0.05)
+        time.sleep(0.1)
+        after_expiry = queue.put_unless_claimed({"n": 5}, ["event:C"], LONG_TTL)
+
+        assert first is not None
+        assert repeat is None
+        assert other is not None
+        assert short is not None
+        assert after_expiry is not None
+        assert queue.depth() == 4
+    finally:
+        queue.close()

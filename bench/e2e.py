@@ -197,7 +197,12 @@ def parse_arguments(argv) -> argparse.Namespace:
         default="-w 2 -k gthread --threads 4",
         help="gunicorn options of the web tier (default: -w 2 -k gthread --threads 4)",
     )
-    parser.add_argument("--events", type=int, default=2000, help="events of the maximum-rate run (default 2000)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=8000,
+        help="events of the maximum-rate run (default 8000: long enough that the workers, not the web tier's burst, set the rate)",
+    )
     parser.add_argument("--senders", type=int, default=16, help="load generator threads (default 16)")
     parser.add_argument("--load-fraction", type=float, default=0.8, help="paced rate as a fraction of the max (default 0.8)")
     parser.add_argument("--paced-seconds", type=float, default=10.0, help="length of the paced run in seconds (default 10)")
@@ -343,7 +348,7 @@ def run_events(slack, sender: EventSender, name: str, count: int, senders: int, 
             process.check_running()
         return collector.poll() >= accepted
 
-    # Generous: a saturated single worker process still drains 2,000 events well within this.
+    # Generous: a saturated single worker process drains 8,000 events in well under a minute.
     wait_for(all_posted, timeout=60 + count / 20, description=f"{accepted} posts of run {run}", interval=0.25)
 
     sent_and_received = list(collector.received.values())

@@ -119,3 +119,16 @@ def wait_until(predicate, timeout=15.0, interval=0.05, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+class FakeClock:
+    """A clock for code that takes a ``clock`` callable: it returns ``now``, which moves only when a test advances it."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds

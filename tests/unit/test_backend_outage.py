@@ -12,17 +12,9 @@ from omnibot.errors import BackendUnavailable
 from omnibot.runtime import Runtime
 from omnibot.settings import Settings
 from omnibot.worker import Worker
-from tests.support import BASE_CONFIG, credentials_env, wait_until
+from tests.support import BASE_CONFIG, FakeClock, credentials_env, wait_until
 
 LOGGER = "tests.outage"
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def records(caplog, level):
@@ -31,15 +23,15 @@ def records(caplog, level):
 
 def test_outage_log_first_failure_and_recovery(caplog):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    clock = Clock()
+    clock = FakeClock()
     outage = OutageLog(logging.getLogger(LOGGER), "queue backend", clock=clock)
     error = BackendUnavailable("Redis at 127.0.0.1:6379/0 is unavailable")
 
     outage.failed(error, 0.5)
-    clock.now += 1
+    clock.advance(1)
     outage.failed(error, 1.0)
     outage.failed(error, 0.5)
-    clock.now += 2.5
+    clock.advance(2.5)
     outage.reached()
     outage.reached()
 
@@ -52,14 +44,14 @@ def test_outage_log_first_failure_and_recovery(caplog):
 
 def test_outage_log_long_outage(caplog):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    clock = Clock()
+    clock = FakeClock()
     outage = OutageLog(logging.getLogger(LOGGER), "cache backend", clock=clock)
     error = BackendUnavailable("down")
 
     outage.failed(error, 0.5)
-    clock.now += REPEAT_INTERVAL - 1
+    clock.advance(REPEAT_INTERVAL - 1)
     outage.failed(error, 30.0)
-    clock.now += 1
+    clock.advance(1)
     outage.failed(error, 30.0)
 
     assert records(caplog, logging.ERROR) == [
@@ -70,12 +62,12 @@ def test_outage_log_long_outage(caplog):
 
 def test_outage_log_second_outage(caplog):
     caplog.set_level(logging.INFO, logger=LOGGER)
-    clock = Clock()
+    clock = FakeClock()
     outage = OutageLog(logging.getLogger(LOGGER), "queue backend", clock=clock)
 
     outage.failed(BackendUnavailable("first"), 0.5)
     outage.reached()
-    clock.now += 5
+    clock.advance(5)
     outage.failed(BackendUnavailable("second"), 0.5)
 
     assert records(caplog, logging.ERROR) == [

@@ -6,14 +6,7 @@ import logging
 import pytest
 
 from omnibot.logs import JsonFormatter, RepeatFilter, TextFormatter, configure_logging, without_tokens
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.support import FakeClock
 
 
 def make_record(message="backend unavailable", level=logging.WARNING, name="omnibot.worker", args=(), **extra):

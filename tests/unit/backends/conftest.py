@@ -176,8 +176,7 @@ def make_queue(backend, tmp_path, request):
         url, name = _redis_target(backend, request)
 
         def open_queue(**settings):
-            settings = {"block_interval": 0.1, **FAST_QUEUE_SETTINGS, **settings}
-            queue = RedisQueue(create_client(url), name=name, **settings)
+            queue = open_redis_queue(url, name, **settings)
             opened.append(queue)
             return queue
 
@@ -185,6 +184,11 @@ def make_queue(backend, tmp_path, request):
 
     for queue in opened:
         queue.close()
+
+
+def open_redis_queue(url, name, **settings):
+    """Open a RedisQueue with its own client on the keys ``name``, with settings overriding FAST_QUEUE_SETTINGS."""
+    return RedisQueue(create_client(url), name=name, **{"block_interval": 0.1, **FAST_QUEUE_SETTINGS, **settings})
 
 
 def _redis_target(backend, request):

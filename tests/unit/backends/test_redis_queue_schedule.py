@@ -18,7 +18,8 @@ import pytest
 from omnibot.backends.redis_connection import create_client
 from omnibot.backends.redis_queue import RedisQueue
 from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
-from tests.unit.backends.conftest import FAST_QUEUE_SETTINGS, REDIS_FIXTURES
+from tests.support import FakeClock
+from tests.unit.backends.conftest import _redis_target, open_redis_queue
 
 # Upper bound for waits on something that must happen. Tests end as soon as it happens.
 PATIENCE = 10.0
@@ -29,19 +30,6 @@ LONG = 60.0
 # Added to each stated bound, because other processes on a loaded 2-core
 # machine can delay any step of a test by some hundred milliseconds.
 TOLERANCE = 0.5
-
-
-class FakeClock:
-    """A clock that moves only when a test advances it."""
-
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 @pytest.fixture
@@ -157,13 +145,11 @@ def make_redis_queue(request):
 
     Every queue it opens has its own client and schedule, like a worker process of its own.
     """
-    url_fixture, namespace_fixture = REDIS_FIXTURES[request.param]
-    url = request.getfixturevalue(url_fixture)
-    name = request.getfixturevalue(namespace_fixture)
+    url, name = _redis_target(request.param, request)
     opened = []
 
     def open_queue(**settings):
-        queue = RedisQueue(create_client(url), name=name, **{"block_interval": 0.1, **FAST_QUEUE_SETTINGS, **settings})
+        queue = open_redis_queue(url, name, **settings)
         opened.append(queue)
         return queue
 

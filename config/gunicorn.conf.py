@@ -71,9 +71,9 @@ def on_exit(server):
 
 def when_ready(server):
     # With reuse_port each worker opens its own socket, and gunicorn's own
-    # "Listening at:" line shows no address, so say where omnibot listens.
-    # The master has not configured omnibot's logging; gunicorn's logger
-    # writes to its error log.
+    # "Listening at:" line shows no address, so log the bind addresses here.
+    # The master has not configured omnibot's logging, so this goes through
+    # gunicorn's logger to its error log.
     server.log.info(
         "gunicorn %d serving omnibot on %s with %d workers of %d threads",
         server.pid,

@@ -1,4 +1,4 @@
-"""One log line when the queue backend goes away and one when it is back, whatever the number of threads.
+"""Logging of a backend outage: one line when it starts and one when it ends, whatever the number of threads.
 
 Every thread of a worker meets an outage on its own, so logging each
 failure would repeat the same error once per thread and per retry.

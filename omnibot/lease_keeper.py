@@ -77,7 +77,7 @@ class LeaseKeeper:
             return
 
         try:
-            held = self._queue().extend_leases(deliveries)
+            renewed = self._queue().extend_leases(deliveries)
         except BackendUnavailable as error:
             logger.warning(
                 "could not renew the leases of %d messages in hand (%s); they go to another worker "
@@ -87,8 +87,8 @@ class LeaseKeeper:
             )
             return
 
-        for delivery, still_held in zip(deliveries, held):
-            if not still_held and self._is_in_hand(delivery):
+        for delivery, was_renewed in zip(deliveries, renewed):
+            if not was_renewed and self._is_in_hand(delivery):
                 logger.warning(
                     "the lease of message %s (attempt %d) passed to another worker before it was renewed; "
                     "both workers may carry out its results",
@@ -97,7 +97,7 @@ class LeaseKeeper:
                 )
 
     def _is_in_hand(self, delivery) -> bool:
-        # A message acked or failed while its renewal ran is no longer leased, and that is no loss.
+        # A message whose processing ended while its renewal ran may be acked already, which is no loss.
         with self._lock:
             return id(delivery) in self._in_hand
 

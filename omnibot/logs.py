@@ -113,7 +113,7 @@ def configure_logging(default_format: str = "text", level: str = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel((level or os.environ.get("LOG_LEVEL") or "INFO").upper())
     # At DEBUG urllib3 logs each request's path, and a response_url's path is
-    # a secret; config/logging.yaml holds it at WARNING too.
+    # a secret. config/logging.yaml also sets urllib3 to WARNING.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 

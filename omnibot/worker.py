@@ -11,9 +11,10 @@ When the queue or cache backend is unavailable (``BackendUnavailable``), a
 thread waits before its next ``queue.get``, doubling the wait from 0.5 s up
 to :data:`MAX_BACKEND_BACKOFF`. The process logs one ERROR line when the
 queue becomes unreachable, repeated once a minute, and one INFO line when
-a thread reaches it again (:class:`omnibot.backend_outage.OutageLog`). A message whose processing, ``ack`` or
-``fail`` met an unavailable backend stays leased, so the queue delivers it
-again after the visibility timeout instead of losing it.
+a thread reaches it again (:class:`omnibot.backend_outage.OutageLog`). A
+message whose processing, ``ack`` or ``fail`` met an unavailable backend
+stays leased, so the queue delivers it again after the visibility timeout
+instead of losing it.
 """
 
 import logging
@@ -144,7 +145,8 @@ class Worker:
         """Process, then ack or fail one message; return ``acked``, ``retried``, ``dead_lettered`` or ``stalled``."""
         queue = self.runtime.queue
         try:
-            # Renewed while it is processed; not during ack or fail, whose renewal could only fail.
+            # The lease is renewed during processing only, because a renewal
+            # that raced the ack would fail and log a false warning.
             with self._leases.hold(delivery):
                 self.processor.process(delivery.body, delivery.id, delivery.attempts)
         except BackendUnavailable as error:

@@ -1,11 +1,12 @@
 """Renewing leases of Redis stream entries: one Lua script resets the idle time of entries a consumer still owns.
 
 A stream entry's lease expires when it has been idle in the consumer
-group's pending entries list (PEL) for the visibility timeout; then
+group's pending entries list (PEL) for the visibility timeout. Then
 ``XAUTOCLAIM`` hands it to another consumer. ``XCLAIM ... JUSTID`` by the
-owning consumer with a minimum idle time of 0 resets that idle time without
-counting a delivery, so the lease lasts a full visibility timeout again and
-the settle script, which compares delivery counts, still accepts the ack.
+owning consumer with a minimum idle time of 0 resets that idle time, so the
+lease lasts a full visibility timeout again. With ``JUSTID`` it does not
+count a delivery, so the settle script, which compares delivery counts,
+still accepts the ack.
 The script checks the owner and the delivery count first, so it never takes
 an entry from the consumer that took it over.
 """

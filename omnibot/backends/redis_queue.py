@@ -31,8 +31,8 @@ import redis
 
 from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.redis_connection import RedisClient, describe_client, socket_timeout_of, translate_errors
-from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
 from omnibot.backends.redis_lease_renewal import RENEW_SCRIPT, renew_arguments
+from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.unique_ids import new_id
 from omnibot.errors import BackendUnavailable

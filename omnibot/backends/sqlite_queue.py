@@ -423,11 +423,11 @@ class _Put(typing.NamedTuple):
 def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> bool:
     """Claim every key when none is claimed (or every claim expired); return False for a duplicate.
 
-    A duplicate claims nothing, as on Redis. With SQLite 3.35 or later one
+    A duplicate claims nothing, as on Redis. With SQLite 3.35 or later, one
     statement inserts the free keys, renews the expired ones and returns
-    the keys it took; when it took fewer than all, the keys it took are
-    deleted again (a deleted claim means the same as an expired one).
-    Older SQLite, without ``RETURNING``, checks the keys first.
+    the keys it took. When it took fewer than all, it deletes them again,
+    because a deleted claim means the same as an expired one. Older SQLite
+    has no ``RETURNING``, so the keys are checked first.
     """
     rows = ", ".join(["(?, ?)"] * len(keys))
     parameters = [item for key in keys for item in (key, expires_at)]
@@ -442,7 +442,9 @@ def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> b
         still_claimed = conn.execute(
             f"SELECT 1 FROM claims WHERE key IN ({marks}) AND expires_at > ? LIMIT 1", (*keys, now)
         ).fetchone()
-        return still_claimed is None and conn.execute(upsert, parameters).rowcount == len(keys)
+        if still_claimed is not None:
+            return False
+        return conn.execute(upsert, parameters).rowcount == len(keys)
 
     took = conn.execute(upsert + " RETURNING key", parameters).fetchall()
     if len(took) == len(keys):

@@ -150,9 +150,9 @@ def _cause(attempt) -> str:
 
 
 class ResponseUrlRetry(SlackRetry):
-    """The same rules for a POST to a ``response_url``, whose log line leaves out the URL.
+    """The retry rules of :class:`SlackRetry` for a POST to a ``response_url``, logged without the URL.
 
-    A ``response_url`` carries its secret in its path, so the line says
+    A ``response_url`` contains a secret in its path, so the log line reads
     ``retrying the POST to response_url after HTTP 503 (retry 1 of 3)``.
     """
 
@@ -161,11 +161,11 @@ class ResponseUrlRetry(SlackRetry):
 
 
 class _DropUrllib3RetryLines(logging.Filter):
-    """Drops urllib3's own line about a retry that a :class:`SlackRetry` grants.
+    """A log filter that drops urllib3's own line about a retry that a :class:`SlackRetry` grants.
 
     urllib3 logs ``Retrying (...) after connection broken by ...: <path>``
     before each retry of a broken connection. :meth:`SlackRetry.sleep`
-    already logs one line per retry, and a ``response_url`` path holds a
+    already logs one line per retry, and a ``response_url`` path contains a
     secret that must not reach the log.
     """
 

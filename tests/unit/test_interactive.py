@@ -652,7 +652,7 @@ def test_container_for_view_submission(runtime):
     assert container.response_url is None
 
 
-def test_interactive_queue_outage_is_a_503_logged_by_the_interactive_route(client, runtime, caplog, monkeypatch):
+def test_interactive_queue_outage_logged(client, runtime, caplog, monkeypatch):
     def unavailable(envelope):
         raise BackendUnavailable("queue file is locked")
 

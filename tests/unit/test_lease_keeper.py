@@ -33,7 +33,7 @@ def slack():
         yield fake
 
 
-def test_lease_keeper_keeps_a_held_message_from_other_consumers(tmp_path):
+def test_held_lease_stays_hidden(tmp_path):
     path = str(tmp_path / "queue.db")
     mine, other = SqliteQueue(path, visibility_timeout=0.6), SqliteQueue(path, visibility_timeout=0.6)
     mine.put({"n": 1})
@@ -41,13 +41,13 @@ def test_lease_keeper_keeps_a_held_message_from_other_consumers(tmp_path):
     keeper = LeaseKeeper(lambda: mine).start()
     try:
         with keeper.hold(delivery):
-            taken = other.get(timeout=1.5)
+            taken_by_other = other.get(timeout=1.5)
         mine.ack(delivery)
     finally:
         keeper.stop()
 
     assert keeper.interval == pytest.approx(0.1)
-    assert taken is None
+    assert taken_by_other is None
     assert mine.depth() == 0
 
 
@@ -60,12 +60,12 @@ def test_lease_keeper_lets_a_released_lease_expire(tmp_path):
     try:
         with keeper.hold(delivery):
             pass
-        taken = other.get(timeout=5)
+        redelivered = other.get(timeout=5)
     finally:
         keeper.stop()
 
-    assert taken.id == message_id
-    assert taken.attempts == 2
+    assert redelivered.id == message_id
+    assert redelivered.attempts == 2
 
 
 def test_lease_keeper_logs_a_lost_lease(tmp_path, caplog):
@@ -74,12 +74,12 @@ def test_lease_keeper_logs_a_lost_lease(tmp_path, caplog):
     message_id = mine.put({"n": 1})
     delivery = mine.get(timeout=5)
     keeper = LeaseKeeper(lambda: mine, visibility_timeout=600)
-    taken = other.get(timeout=5)
+    taken_over = other.get(timeout=5)
 
     with caplog.at_level(logging.WARNING, logger="omnibot.lease_keeper"), keeper.hold(delivery):
         keeper.renew()
 
-    assert taken.id == message_id
+    assert taken_over.id == message_id
     assert f"the lease of message {message_id} (attempt 1) passed to another worker" in caplog.text
 
 

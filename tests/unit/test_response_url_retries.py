@@ -68,7 +68,7 @@ def test_response_url_post_not_retried_after_404(slack, caplog):
     assert "response_url returned HTTP 404" in caplog.text
 
 
-def test_response_url_post_gives_up_after_three_refused_connections(caplog):
+def test_response_url_refused_three_times(caplog):
     caplog.set_level(logging.INFO)
     url = f"http://127.0.0.1:{free_port()}/hooks/{SECRET_PATH}"
 

@@ -116,7 +116,7 @@ def test_submit_during_a_write_joins_the_next_batch():
     assert results == {0: 100, 1: 101, 2: 102, 3: 103}
 
 
-def test_waiting_submitters_raise_a_copy_of_the_batch_error():
+def test_waiters_raise_copied_batch_error():
     writing = threading.Event()
     release = threading.Event()
     errors = {}

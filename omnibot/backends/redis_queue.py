@@ -515,7 +515,7 @@ class RedisQueue(Queue):
         Without this, every restarted process would leave its consumer names
         in the group for good.
         """
-        prefix = f"{socket.gethostname()}-{os.getpid()}-"
+        prefix = _consumer_prefixes.get()
         try:
             with translate_errors(self._location):
                 self._forget_consumers_script(keys=[self.stream], args=[self.group, prefix])
@@ -675,8 +675,17 @@ def _check_block_interval(client: RedisClient, block_interval: float) -> None:
         )
 
 
+def _consumer_prefix() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-"
+
+
+# Read once per process, because the host name costs a system call and get() needs it on every call.
+_consumer_prefixes: PerProcess[str] = PerProcess(_consumer_prefix)
+
+
 def _consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
+    """Return this thread's consumer name in the group: host name, process id and thread id."""
+    return f"{_consumer_prefixes.get()}{threading.get_ident()}"
 
 
 def _encode_message(message_id: str, body: dict, *, prior_attempts: int) -> str:

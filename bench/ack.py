@@ -14,6 +14,9 @@ Contestants, each served by gunicorn with the same options
   on the queue before it responds with 200. The SQLite run uses a fresh data
   directory; the Redis run a fresh ``redis-server`` with the append-only
   file on (``appendfsync everysec``). No worker consumes the queue.
+- ``omnibot-sqlite-spool``: the same on SQLite with ``QUEUE_SPOOL=1``: each
+  event is appended to a spool file, and de-duplicated when a worker
+  imports it into the queue (no worker runs here, so the spool only grows).
 
 Load: wrk (``-t2 -c32 -d15s`` after a 3 s warm-up) POSTs signed
 ``event_callback`` message events of about 1.3 KB. omnibot responds to an event
@@ -69,12 +72,13 @@ APP_ID = "A0BENCH01"
 EVENT_PATH = "/api/v1/slack/event"
 
 GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4", "--reuse-port"]
-CONTESTANTS = ["bare", "verifier", "bolt", "omnibot-sqlite", "omnibot-redis"]
+CONTESTANTS = ["bare", "verifier", "bolt", "omnibot-sqlite", "omnibot-sqlite-spool", "omnibot-redis"]
 LABELS = {
     "bare": "bare Flask route returning 200",
     "verifier": "bare Flask + slack_sdk SignatureVerifier",
     "bolt": "Bolt for Python, Flask adapter, verification on, no-op listener",
     "omnibot-sqlite": "omnibot, SQLite queue and cache (default)",
+    "omnibot-sqlite-spool": "omnibot, SQLite queue through spool files (QUEUE_SPOOL=1)",
     "omnibot-redis": "omnibot, Redis Streams queue and Redis cache",
 }
 
@@ -281,6 +285,8 @@ class Contestant:
                 # The append-only file makes the Redis queue durable, as a production Redis would be configured.
                 self.redis = RedisServer(directory, ["--appendonly", "yes", "--appendfsync", "everysec"]).start()
             self.env = omnibot_environment(directory, self.redis.url if self.redis else None)
+            if name == "omnibot-sqlite-spool":
+                self.env["QUEUE_SPOOL"] = "1"
             python, app = sys.executable, "omnibot.wsgi:app"
         elif name == "bolt":
             self.env = base_environment()
@@ -301,7 +307,8 @@ class Contestant:
             return None
         from omnibot import backends
 
-        queue = backends.open_queue(self.env.get("QUEUE_URL"), self.env["OMNIBOT_DATA_DIR"])
+        spool = self.env.get("QUEUE_SPOOL") == "1"
+        queue = backends.open_queue(self.env.get("QUEUE_URL"), self.env["OMNIBOT_DATA_DIR"], spool=spool)
         try:
             return queue.depth()
         finally:
@@ -405,7 +412,7 @@ def format_summary(summary: typing.Dict[str, dict]) -> str:
     lines = [format_table(["contestant", "req/s", "min-max", "x bare", "p50 ms", "p99 ms", "errors", "wrapped"], rows)]
 
     bolt = summary.get("bolt")
-    for name in ("omnibot-sqlite", "omnibot-redis"):
+    for name in ("omnibot-sqlite", "omnibot-sqlite-spool", "omnibot-redis"):
         figures = summary.get(name)
         if not figures or not bare:
             continue

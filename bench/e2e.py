@@ -2,7 +2,8 @@
 
 Each measurement starts its own processes on 127.0.0.1: gunicorn for the web
 tier, 1 or more ``omnibot worker`` processes, a fresh SQLite data directory
-or a fresh ``redis-server``, and one fake Slack process shared by all runs.
+(``sqlite``, and ``sqlite-spool`` with ``QUEUE_SPOOL=1``) or a fresh
+``redis-server``, and one fake Slack process shared by all runs.
 The load generator POSTs signed ``message`` events to
 ``/api/v1/slack/event``; an ``echo`` handler replies to each with a
 ``chat.postMessage`` whose text carries the event's number and its send
@@ -84,6 +85,9 @@ handlers:
 EVENT_PATH = "/api/v1/slack/event"
 
 WARM_UP_EVENTS = 100
+
+# sqlite-spool is the SQLite queue with QUEUE_SPOOL=1.
+BACKENDS = ("sqlite", "sqlite-spool", "redis")
 
 
 @dataclasses.dataclass
@@ -189,7 +193,11 @@ def main(argv: typing.Optional[typing.Sequence[str]] = None) -> int:
 
 def parse_arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--backends", default="sqlite,redis", help="comma-separated: sqlite, redis (default both)")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,sqlite-spool,redis",
+        help="comma-separated: sqlite, sqlite-spool (SQLite with QUEUE_SPOOL=1), redis (default all three)",
+    )
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker process counts (default 1,2,4)")
     parser.add_argument("--worker-threads", type=int, default=10, help="threads per worker process (default 10)")
     parser.add_argument(
@@ -211,7 +219,7 @@ def parse_arguments(argv) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the logs and data directory")
     args = parser.parse_args(argv)
 
-    args.backends = parse_backends(parser, args.backends)
+    args.backends = parse_backends(parser, args.backends, known=BACKENDS)
     try:
         args.workers = [int(count) for count in args.workers.split(",") if count.strip()]
     except ValueError:
@@ -253,6 +261,8 @@ def measure_cell(slack: FakeSlackProcess, backend: str, workers: int, args, work
     load_before = os.getloadavg()[0]
     redis_server = RedisServer(cell_dir).start() if backend == "redis" else None
     env = omnibot_environment(cell_dir, slack.api_url, redis_server.url if redis_server else None)
+    if backend == "sqlite-spool":
+        env["QUEUE_SPOOL"] = "1"
     web = None
     worker_processes = []
     try:
@@ -288,7 +298,7 @@ def omnibot_environment(cell_dir: str, slack_api_url: str, redis_url: typing.Opt
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("CREDENTIALS_SLACK_") and name not in ("QUEUE_URL", "CACHE_URL")
+        if not name.startswith("CREDENTIALS_SLACK_") and name not in ("QUEUE_URL", "CACHE_URL", "QUEUE_SPOOL")
     }
     env.update(
         CONFIG_FILE=config_path,

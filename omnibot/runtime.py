@@ -79,6 +79,7 @@ class Runtime:
                         max_attempts=self.settings.max_attempts,
                         backoff_base=self.settings.retry_backoff_base,
                         fail_fast=self.fail_fast,
+                        spool=self.settings.queue_spool,
                     )
         return self._queue
 

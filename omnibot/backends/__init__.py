@@ -55,6 +55,7 @@ def open_queue(
     backoff_base: float = 1.0,
     backoff_max: float = 300.0,
     fail_fast: bool = False,
+    spool: bool = False,
 ) -> Queue:
     """Open the work queue named by ``url`` (the ``QUEUE_URL`` setting).
 
@@ -74,6 +75,8 @@ def open_queue(
         fail_fast: Use short Redis timeouts and one retry, for the web
             process, which must answer Slack within 3 seconds even when
             Redis hangs.
+        spool: For SQLite, put messages through spool files in
+            ``<database file>-spool`` (:mod:`omnibot.backends.sqlite_spool`).
 
     Raises:
         ValueError: When the URL scheme or a setting is not supported.
@@ -90,8 +93,16 @@ def open_queue(
 
     if scheme == _SQLITE_SCHEME:
         path = _sqlite_path(url, data_dir, "queue.db")
+        if spool:
+            # Beside the database, as SQLite's own -wal and -shm files are.
+            spool_dir = f"{path}-spool"
+            logger.info("Queue backend: SQLite file %s, puts through spool files in %s", path, spool_dir)
+            return SqliteQueue(path, spool=spool_dir, **settings)
         logger.info("Queue backend: SQLite file %s", path)
         return SqliteQueue(path, **settings)
+
+    if spool:
+        logger.warning("QUEUE_SPOOL applies to the SQLite queue only; the Redis queue ignores it")
 
     from omnibot.backends.redis_connection import create_client
     from omnibot.backends.redis_queue import RedisQueue

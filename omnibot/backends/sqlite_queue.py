@@ -17,6 +17,8 @@ from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.group_commit import GroupCommit
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.sqlite_connection import SqliteConnections
+from omnibot.backends.sqlite_spool import SCHEMA as SPOOL_SCHEMA, PendingPut, SpoolImporter
+from omnibot.backends.spool_files import SpoolWriter
 from omnibot.backends.unique_ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ class SqliteQueue(Queue):
         backoff_max: Upper bound in seconds of the delay between deliveries.
         busy_timeout: Seconds to wait for another process's write lock
             before raising :class:`~omnibot.errors.BackendUnavailable`.
+        spool: A directory for spool files. When given, puts append to
+            spool files and :meth:`get` imports them first
+            (:mod:`omnibot.backends.sqlite_spool`).
     """
 
     def __init__(
@@ -95,9 +100,12 @@ class SqliteQueue(Queue):
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
         busy_timeout: float = 5.0,
+        spool: typing.Optional[str] = None,
     ):
         self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
-        self._db = SqliteConnections(path, _SCHEMA, busy_timeout=busy_timeout)
+        self._db = SqliteConnections(path, _SCHEMA + SPOOL_SCHEMA, busy_timeout=busy_timeout)
+        self._spool_writer = SpoolWriter(spool) if spool else None
+        self._spool_importer = SpoolImporter(spool, self._db, self._insert_puts, _dead_letter_spool_line) if spool else None
         self._puts = GroupCommit(self._write_puts)
         self._leases = GroupCommit(self._write_leases)
         self._acks = GroupCommit(self._write_acks)
@@ -115,7 +123,7 @@ class SqliteQueue(Queue):
         With WAL and ``synchronous=NORMAL`` the message survives a crash of
         any process once this returns, but not a power loss right after the commit.
         """
-        return self._puts.submit(_Put(new_id(), json.dumps(body), (), 0.0))
+        return self._submit(PendingPut(new_id(), time.time(), 0.0, (), json.dumps(body)))
 
     def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
         """Claim ``claims`` and insert ``body`` in one transaction; None when a key was claimed already.
@@ -128,43 +136,52 @@ class SqliteQueue(Queue):
         """
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        return self._puts.submit(_Put(new_id(), json.dumps(body), tuple(dict.fromkeys(claims)), float(ttl)))
+        return self._submit(PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body)))
 
-    def _write_puts(self, puts: typing.List["_Put"]) -> typing.List[typing.Optional[str]]:
-        """Write a batch of puts in one transaction and return each message id, or None for a duplicate.
+    def _submit(self, put: PendingPut) -> typing.Optional[str]:
+        """Append ``put`` to a spool file and return its id, or write it with the batch it lands in."""
+        if self._spool_writer is not None:
+            # Claims are checked when a worker imports the line, so a put to the spool always returns an id.
+            self._spool_writer.append(put.to_line())
+            return put.message_id
+        return self._puts.submit(put)
+
+    def _write_puts(self, puts: typing.List[PendingPut]) -> typing.List[typing.Optional[str]]:
+        """Write a batch of puts in one transaction and return each message id, or None for a duplicate."""
+        with self._db.write_transaction() as conn:
+            # Read inside the transaction: the turn may have taken a while.
+            return self._insert_puts(conn, puts, time.time())
+
+    def _insert_puts(self, conn, puts: typing.Sequence[PendingPut], now: float) -> typing.List[typing.Optional[str]]:
+        """Claim and insert ``puts`` in the open transaction ``conn``; return each message id, or None for a duplicate.
 
         The claims of each put take one statement, and the messages of the
         whole batch one more. Each call into SQLite lets another thread take
-        the GIL while this one holds the file's write turn.
+        the GIL while this one holds the file's write turn. A claim expires
+        ``ttl`` seconds after its put was made.
         """
         results = []
-        purged = None
-        with self._db.write_transaction() as conn:
-            # Read inside the transaction: the turn may have taken a while.
-            now = time.time()
-            rows = []
-            for put in puts:
-                if put.claims and not _claim(conn, put.claims, now + put.ttl, now):
-                    results.append(None)
-                    continue
-                rows.append((put.message_id, put.encoded, now, now))
-                results.append(put.message_id)
+        rows = []
+        for put in puts:
+            if put.claims and not _claim(conn, put.claims, min(put.received_at, now) + put.ttl, now):
+                results.append(None)
+                continue
+            rows.append((put.message_id, put.encoded, now, min(put.received_at, now)))
+            results.append(put.message_id)
 
-            for start in range(0, len(rows), _INSERT_BATCH):
-                chunk = rows[start:start + _INSERT_BATCH]
-                values = ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
-                conn.execute(
-                    f"INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES {values}",
-                    [value for row in chunk for value in row],
-                )
+        for start in range(0, len(rows), _INSERT_BATCH):
+            chunk = rows[start:start + _INSERT_BATCH]
+            values = ", ".join(["(?, ?, 0, ?, ?)"] * len(chunk))
+            conn.execute(
+                f"INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES {values}",
+                [value for row in chunk for value in row],
+            )
 
-            if now >= self._next_claim_purge:
-                purged = conn.execute(
-                    "DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE expires_at <= ? LIMIT ?)",
-                    (now, _CLAIM_PURGE_BATCH),
-                ).rowcount
-
-        if purged is not None:
+        if now >= self._next_claim_purge:
+            purged = conn.execute(
+                "DELETE FROM claims WHERE key IN (SELECT key FROM claims WHERE expires_at <= ? LIMIT ?)",
+                (now, _CLAIM_PURGE_BATCH),
+            ).rowcount
             # A full batch means more expired claims wait, so the next write deletes more.
             self._next_claim_purge = now + (0.0 if purged >= _CLAIM_PURGE_BATCH else _CLAIM_PURGE_INTERVAL)
         return results
@@ -182,6 +199,10 @@ class SqliteQueue(Queue):
 
         while True:
             delivery = self._lease_next()
+            # Spool files are imported only when nothing is ready, so a busy
+            # queue takes them in large batches and few transactions.
+            if delivery is None and self._spool_importer is not None and self._spool_importer.import_due():
+                delivery = self._lease_next()
             if delivery is not None:
                 return delivery
 
@@ -264,9 +285,13 @@ class SqliteQueue(Queue):
         return dead_lettered
 
     def depth(self) -> int:
-        """Return how many messages wait, are leased or wait for a retry (dead letters excluded)."""
+        """Return how many messages wait, are leased or wait for a retry (dead letters excluded).
+
+        Lines of the spool files that no worker imported yet count too.
+        """
         with self._db.connection() as conn:
-            return conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        return count + self._count_spooled()
 
     def stats(self) -> typing.Dict[str, int]:
         """Count the messages by state.
@@ -289,7 +314,10 @@ class SqliteQueue(Queue):
             ).fetchone()
             dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
 
-        return {"ready": ready, "leased": leased, "delayed": delayed, "dead": dead}
+        return {"ready": ready + self._count_spooled(), "leased": leased, "delayed": delayed, "dead": dead}
+
+    def _count_spooled(self) -> int:
+        return self._spool_importer.count_waiting() if self._spool_importer is not None else 0
 
     def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
         """List up to ``limit`` dead letters, oldest failure first."""
@@ -353,7 +381,9 @@ class SqliteQueue(Queue):
         return cursor.rowcount
 
     def close(self) -> None:
-        """Close the connections this queue opened in the current process."""
+        """Close the connections this queue opened in the current process, and the calling thread's spool file."""
+        if self._spool_writer is not None:
+            self._spool_writer.close()
         self._db.close()
 
     def _lease_next(self) -> typing.Optional[Delivery]:
@@ -411,15 +441,6 @@ class SqliteQueue(Queue):
         return deliveries + [None] * (len(requests) - len(deliveries))
 
 
-class _Put(typing.NamedTuple):
-    """One message to insert, encoded before the transaction, and the keys to claim first."""
-
-    message_id: str
-    encoded: str
-    claims: typing.Tuple[str, ...]
-    ttl: float
-
-
 def _claim(conn, keys: typing.Sequence[str], expires_at: float, now: float) -> bool:
     """Claim every key when none is claimed (or every claim expired); return False for a duplicate.
 
@@ -463,6 +484,10 @@ def _move_to_dead_letters(conn, message_id: str, body: str, attempts: int, error
         (message_id, body, attempts, error, failed_at),
     )
     conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+
+def _dead_letter_spool_line(conn, message_id: str, text: str, error: str, now: float) -> None:
+    _move_to_dead_letters(conn, message_id, json.dumps({"unreadable_spool_line": text}), 0, error, now)
 
 
 def _dead_letter_from_row(row) -> DeadLetter:

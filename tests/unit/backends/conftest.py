@@ -65,13 +65,16 @@ def pytest_generate_tests(metafunc):
 
     Direct parametrization replaces the values of the ``backend`` fixture
     here only. Modules elsewhere that import the fixture keep SQLite and Redis,
-    because they do not import the Redis Cluster fixtures.
+    because they do not import the Redis Cluster fixtures. A module that sets
+    ``WITH_SQLITE_SPOOL = True`` also runs on "sqlite-spool": the SQLite queue
+    with puts through spool files.
     """
     # The mark is made here, because pytest_configure above registers it only
     # for runs that load this conftest.py, not for modules that import it.
     if "backend" in metafunc.fixturenames:
         cluster = pytest.param("redis-cluster", id="redis-cluster", marks=pytest.mark.redis_cluster)
-        metafunc.parametrize("backend", [*BACKENDS, cluster])
+        spool = [pytest.param("sqlite-spool", id="sqlite-spool")] if getattr(metafunc.module, "WITH_SQLITE_SPOOL", False) else []
+        metafunc.parametrize("backend", [*BACKENDS, *spool, cluster])
 
 
 def skip_or_fail(message, error=None):
@@ -164,11 +167,12 @@ def make_queue(backend, tmp_path, request):
     """
     opened = []
 
-    if backend == "sqlite":
+    if backend in ("sqlite", "sqlite-spool"):
         path = str(tmp_path / "queue.db")
+        spool = {"spool": f"{path}-spool"} if backend == "sqlite-spool" else {}
 
         def open_queue(**settings):
-            queue = SqliteQueue(path, **{**FAST_QUEUE_SETTINGS, **settings})
+            queue = SqliteQueue(path, **{**FAST_QUEUE_SETTINGS, **spool, **settings})
             opened.append(queue)
             return queue
 

@@ -21,6 +21,9 @@ PATIENCE = 10.0
 # Long enough that no lease expires while a test runs.
 LONG_LEASE = 60.0
 
+# Every case here holds for the SQLite queue with puts through spool files too.
+WITH_SQLITE_SPOOL = True
+
 
 def wait_for_dead_letters(queue):
     """Poll ``queue`` with get() until a dead letter appears; fail if a message is delivered instead."""

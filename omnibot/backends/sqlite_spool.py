@@ -1,0 +1,264 @@
+"""The spool in front of the SQLite queue: web threads append, workers import into the queue.
+
+With ``QUEUE_SPOOL`` on, a put does not write the SQLite file. The calling
+thread appends the message as one line to its own spool file
+(:mod:`omnibot.backends.spool_files`), which is one ``write()`` system call,
+and returns. Before a worker leases, :class:`SpoolImporter` moves every new
+line of every spool file into the queue in one SQLite transaction, claims
+included. A put in the web process thus takes no write turn of the SQLite
+file and waits for no other process.
+
+Durability: when ``write()`` returns, the line is in the kernel's page
+cache, so it survives a crash of any omnibot process, as a SQLite commit
+with ``synchronous=NORMAL`` does. Both can lose the writes of the last
+moments to a power loss or a kernel crash.
+
+Exactly once: the transaction that inserts a file's lines also stores how
+far the file was read (table ``spool_offsets``). Two workers that import at
+once therefore never insert a line twice, and a failed transaction inserts
+nothing and moves no offset.
+
+De-duplication happens at import. A put always returns a message id; a
+message whose claim key was claimed already, by an earlier import or by
+another line of the same import, is dropped then and logged.
+"""
+
+import json
+import logging
+import os
+import threading
+import time
+import typing
+
+from omnibot.backends.spool_files import list_spool_files, read_lines, writer_finished
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool_offsets (
+    file TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL
+);
+"""
+
+# Seconds between two imports of one process. A worker thread imports when
+# it finds nothing ready, and threads poll an empty queue every 20 to 50 ms.
+_IMPORT_INTERVAL = 0.005
+
+# Seconds between two checks for finished files, which cost a few system calls per file.
+_CLEANUP_INTERVAL = 1.0
+
+# Bytes read from one file by one import, so that a backlog is imported in
+# transactions short enough for the other writers of the SQLite file.
+_READ_LIMIT = 1024 * 1024
+
+
+class PendingPut(typing.NamedTuple):
+    """A message to insert, encoded, with its claim keys: one line of a spool file, or one put of a batch."""
+
+    message_id: str
+    received_at: float
+    ttl: float
+    claims: typing.Tuple[str, ...]
+    encoded: str
+
+    def to_line(self) -> bytes:
+        """Return the line: tab-separated fields, the JSON body last."""
+        claims = json.dumps(self.claims) if self.claims else ""
+        return f"{self.message_id}\t{self.received_at!r}\t{self.ttl!r}\t{claims}\t{self.encoded}".encode("utf-8")
+
+    @classmethod
+    def from_line(cls, line: bytes) -> "PendingPut":
+        """Parse a line written by :meth:`to_line`.
+
+        Raises:
+            ValueError: The line is not one (UnicodeDecodeError and JSONDecodeError are ValueErrors).
+        """
+        message_id, received_at, ttl, claims, encoded = line.decode("utf-8").split("\t", 4)
+        return cls(message_id, float(received_at), float(ttl), tuple(json.loads(claims)) if claims else (), encoded)
+
+
+class SpoolImporter:
+    """Imports the spool files of one directory into the SQLite queue that shares their host.
+
+    Args:
+        directory: The spool directory.
+        db: The queue's :class:`~omnibot.backends.sqlite_connection.SqliteConnections`.
+        insert_puts: ``insert_puts(conn, puts, now)`` claims and inserts
+            :class:`PendingPut` values in the open transaction ``conn`` and
+            returns, for each, the message id or None for a duplicate.
+        dead_letter: ``dead_letter(conn, message_id, body, error, now)`` stores
+            a line that cannot be read as a dead letter.
+    """
+
+    def __init__(self, directory: str, db, insert_puts, dead_letter):
+        self.directory = directory
+        self._db = db
+        self._insert_puts = insert_puts
+        self._dead_letter = dead_letter
+        self._busy = threading.Lock()
+        self._next_import = 0.0
+        self._next_cleanup = 0.0
+        # The sizes that this process last imported to the end, so that an import with nothing new skips the transaction.
+        self._imported_sizes: typing.Dict[str, int] = {}
+
+    def import_due(self) -> int:
+        """Import new lines unless this process imported less than a few ms ago or is importing now.
+
+        Returns:
+            How many lines were read; 0 when the import was skipped.
+        """
+        now = time.monotonic()
+        if now < self._next_import or not self._busy.acquire(blocking=False):
+            return 0
+        try:
+            self._next_import = now + _IMPORT_INTERVAL
+            return self.import_now()
+        finally:
+            self._busy.release()
+
+    def import_now(self) -> int:
+        """Import the new lines of every spool file and return how many were read.
+
+        Once a second it also deletes the files that are read to their end
+        and that no writer keeps open any more.
+
+        Raises:
+            BackendUnavailable: The SQLite file could not be written.
+        """
+        sizes = list_spool_files(self.directory)
+        cleanup = time.monotonic() >= self._next_cleanup
+        if not cleanup and all(self._imported_sizes.get(name) == size for name, size in sizes.items()):
+            return 0
+
+        imported: typing.Dict[str, int] = {}
+        with self._db.write_transaction() as conn:
+            offsets = dict(conn.execute("SELECT file, offset FROM spool_offsets").fetchall())
+            now = time.time()
+            read = 0
+            for name, size in sorted(sizes.items()):
+                offset = offsets.get(name, 0)
+                if size > offset:
+                    count, offset = self._import_file(conn, name, offset, now)
+                    read += count
+                imported[name] = offset
+            finished = self._settle_finished(conn, sizes, imported) if cleanup else []
+
+        # Remembered, and finished files deleted, only once the transaction committed.
+        self._imported_sizes = imported
+        for name in finished:
+            _remove(os.path.join(self.directory, name))
+        if cleanup:
+            self._next_cleanup = time.monotonic() + _CLEANUP_INTERVAL
+        return read
+
+    def _import_file(self, conn, name: str, offset: int, now: float) -> typing.Tuple[int, int]:
+        """Insert the whole lines of one file from ``offset``; return how many were read and the new offset."""
+        try:
+            lines, end = read_lines(os.path.join(self.directory, name), offset, _READ_LIMIT)
+        except FileNotFoundError:
+            # Another process read it to the end and deleted it since the listing.
+            return 0, offset
+        if not lines:
+            return 0, offset
+
+        puts = []
+        for line in lines:
+            try:
+                puts.append(PendingPut.from_line(line))
+            except ValueError as error:
+                logger.error("moved an unreadable line of spool file %s to the dead letters: %s", name, error)
+                text = line.decode("utf-8", "replace")
+                self._dead_letter(conn, f"spool-{name}-{offset}", text, f"unreadable spool line: {error}", now)
+
+        for put, message_id in zip(puts, self._insert_puts(conn, puts, now)):
+            if message_id is None:
+                _log_duplicate(put)
+
+        conn.execute("INSERT OR REPLACE INTO spool_offsets (file, offset) VALUES (?, ?)", (name, end))
+        return len(lines), end
+
+    def _settle_finished(self, conn, sizes: typing.Dict[str, int], imported: typing.Dict[str, int]) -> typing.List[str]:
+        """Return the files whose writers are gone and that are read to their end, for deletion after the commit.
+
+        A file whose writer died in the middle of a line ends with part of
+        a line. That put never returned, so the web process did not
+        acknowledge the request and Slack sends it again; the part is skipped.
+
+        The offset of a file is dropped only once the file is gone. A reader
+        that found no offset for a file that still exists would import it
+        again from its start.
+        """
+        finished = []
+        for name, size in sizes.items():
+            path = os.path.join(self.directory, name)
+            if not writer_finished(path):
+                continue
+            offset = imported[name]
+            if offset < size:
+                try:
+                    lines, _ = read_lines(path, offset, _READ_LIMIT)
+                except FileNotFoundError:
+                    continue
+                if lines:
+                    # This import stopped at its read limit; the rest comes next time.
+                    continue
+                logger.warning(
+                    "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
+                    size - offset,
+                    name,
+                )
+            finished.append(name)
+
+        # Checked now, inside the transaction, because the listing may be older than a file.
+        for (name,) in conn.execute("SELECT file FROM spool_offsets").fetchall():
+            if not os.path.exists(os.path.join(self.directory, name)):
+                conn.execute("DELETE FROM spool_offsets WHERE file = ?", (name,))
+                imported.pop(name, None)
+        return finished
+
+    def count_waiting(self) -> int:
+        """Return how many lines of the spool files are not imported yet."""
+        sizes = list_spool_files(self.directory)
+        if not sizes:
+            return 0
+        with self._db.connection() as conn:
+            offsets = dict(conn.execute("SELECT file, offset FROM spool_offsets").fetchall())
+
+        waiting = 0
+        for name, size in sizes.items():
+            offset = offsets.get(name, 0)
+            if size <= offset:
+                continue
+            try:
+                with open(os.path.join(self.directory, name), "rb") as spool_file:
+                    spool_file.seek(offset)
+                    while chunk := spool_file.read(_READ_LIMIT):
+                        waiting += chunk.count(b"\n")
+            except FileNotFoundError:
+                continue
+        return waiting
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:
+        logger.warning("cannot delete finished spool file %s: %s", path, error)
+
+
+def _log_duplicate(put: PendingPut) -> None:
+    """Log a dropped duplicate with the event id and Slack's retry headers when the body has them."""
+    try:
+        body = json.loads(put.encoded)
+        payload = body.get("payload") or {}
+        event_id = payload.get("event_id") if isinstance(payload, dict) else None
+    except (ValueError, AttributeError):
+        body, event_id = {}, None
+    if "retry_num" in body:
+        delivery = f"retry {body['retry_num']}, reason {body.get('retry_reason')}"
+    else:
+        delivery = "not marked as a Slack retry"
+    logger.info("ignored a duplicate delivery of event %s (%s), message %s", event_id, delivery, put.message_id)

@@ -1,0 +1,282 @@
+"""The SQLite queue with puts through spool files: de-duplication at import, exactly-once import, damaged files.
+
+The cases every queue backend shares run on the spool too (test_queue.py).
+"""
+
+import json
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+
+import pytest
+
+from omnibot import backends
+from omnibot.app import create_app
+from omnibot.backends import sqlite_spool
+from omnibot.backends.spool_files import SpoolWriter, list_spool_files
+from omnibot.backends.sqlite_queue import SqliteQueue
+from omnibot.config import load_config_text
+from omnibot.errors import BackendUnavailable
+from omnibot.runtime import Runtime
+from omnibot.settings import Settings
+from tests.support import BASE_CONFIG, credentials_env, message_event, signed
+
+LONG_TTL = 3600.0
+LONG_LEASE = 60.0
+
+
+@pytest.fixture
+def paths(tmp_path):
+    database = str(tmp_path / "queue.db")
+    return database, f"{database}-spool"
+
+
+@pytest.fixture
+def make_spooled(paths):
+    opened = []
+
+    def open_queue():
+        queue = SqliteQueue(paths[0], spool=paths[1], visibility_timeout=LONG_LEASE)
+        opened.append(queue)
+        return queue
+
+    yield open_queue
+    for queue in opened:
+        queue.close()
+
+
+@pytest.fixture
+def every_import_cleans_up(monkeypatch):
+    """Check for finished spool files on every import instead of once a second."""
+    monkeypatch.setattr(sqlite_spool, "_CLEANUP_INTERVAL", 0.0)
+
+
+def drain(queue):
+    """Get and ack every message the queue delivers; return their bodies in order."""
+    bodies = []
+    while (delivery := queue.get(timeout=0.2)) is not None:
+        bodies.append(delivery.body)
+        queue.ack(delivery)
+    return bodies
+
+
+def write_spool_file(directory, name, data):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as spool_file:
+        spool_file.write(data)
+
+
+def spool_line(message_id, body, claims=()):
+    return sqlite_spool.PendingPut(message_id, 1.0e9, LONG_TTL, tuple(claims), json.dumps(body)).to_line() + b"\n"
+
+
+def test_put_returns_id_and_message_waits_in_spool(make_spooled, paths):
+    queue = make_spooled()
+
+    message_id = queue.put({"n": 1})
+
+    assert message_id
+    [size] = list_spool_files(paths[1]).values()
+    assert size > 0
+    assert queue.stats()["ready"] == 1
+    assert queue.depth() == 1
+    delivery = queue.get(timeout=1)
+    assert delivery.id == message_id
+    assert delivery.body == {"n": 1}
+
+
+def test_duplicate_claims_are_dropped_at_import(make_spooled, caplog):
+    queue = make_spooled()
+    body = {"kind": "event", "payload": {"event_id": "Ev1"}, "retry_num": "1", "retry_reason": "http_timeout"}
+
+    first = queue.put_unless_claimed({"n": 1}, ["event:Ev1", "message:C1:1.0"], LONG_TTL)
+    repeat = queue.put_unless_claimed(body, ["event:Ev1"], LONG_TTL)
+    other = queue.put_unless_claimed({"n": 3}, ["event:Ev2"], LONG_TTL)
+
+    assert first
+    assert repeat
+    assert other
+    with caplog.at_level(logging.INFO, logger="omnibot.backends.sqlite_spool"):
+        assert drain(queue) == [{"n": 1}, {"n": 3}]
+    assert f"ignored a duplicate delivery of event Ev1 (retry 1, reason http_timeout), message {repeat}" in caplog.text
+
+
+def test_claim_made_before_spooling_stops_later_puts(make_spooled, paths):
+    direct = SqliteQueue(paths[0], visibility_timeout=LONG_LEASE)
+    try:
+        assert direct.put_unless_claimed({"n": 1}, ["event:Ev1"], LONG_TTL) is not None
+    finally:
+        direct.close()
+    queue = make_spooled()
+
+    queue.put_unless_claimed({"n": 2}, ["event:Ev1"], LONG_TTL)
+
+    assert drain(queue) == [{"n": 1}]
+
+
+def _import_and_collect(database, spool, results):
+    queue = SqliteQueue(database, spool=spool, visibility_timeout=LONG_LEASE)
+    try:
+        results.put([body["n"] for body in drain(queue)])
+    finally:
+        queue.close()
+
+
+def test_processes_importing_at_once_import_each_line_once(paths):
+    writer = SpoolWriter(paths[1])
+    queue = SqliteQueue(paths[0], spool=paths[1])
+    count = 600
+
+    def put_many(start):
+        for number in range(start, count, 3):
+            queue.put({"n": number})
+        queue.close()
+
+    threads = [threading.Thread(target=put_many, args=(start,)) for start in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(list_spool_files(paths[1])) == 3
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    workers = [context.Process(target=_import_and_collect, args=(*paths, results)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    delivered = [number for _ in workers for number in results.get(timeout=60)]
+    for worker in workers:
+        worker.join(timeout=30)
+
+    assert sorted(delivered) == list(range(count))
+    writer.close()
+
+
+def test_finished_files_are_deleted_and_open_files_kept(make_spooled, paths, every_import_cleans_up):
+    queue = make_spooled()
+    finished = threading.Thread(target=lambda: (queue.put({"n": 1}), queue.close()))
+    finished.start()
+    finished.join()
+    queue.put({"n": 2})  # this thread's file stays open
+
+    assert sorted(body["n"] for body in drain(queue)) == [1, 2]
+    assert queue.get(timeout=0.1) is None
+
+    remaining = list(list_spool_files(paths[1]))
+    assert len(remaining) == 1
+    assert remaining[0].startswith(f"{os.getpid()}-{threading.get_ident()}-")
+
+
+def test_torn_last_line_of_dead_writer_is_skipped(make_spooled, paths, every_import_cleans_up, caplog):
+    whole = spool_line("m1", {"n": 1})
+    write_spool_file(paths[1], "4242-1-abc.spool", whole + spool_line("m2", {"n": 2})[:20])
+    queue = make_spooled()
+
+    with caplog.at_level(logging.WARNING, logger="omnibot.backends.sqlite_spool"):
+        assert drain(queue) == [{"n": 1}]
+
+    assert list_spool_files(paths[1]) == {}
+    assert "skipped 20 bytes at the end of spool file 4242-1-abc.spool" in caplog.text
+    assert queue.stats()["ready"] == 0
+
+
+def test_unreadable_line_goes_to_dead_letters(make_spooled, paths, caplog):
+    write_spool_file(paths[1], "4242-2-abc.spool", b"not a spool line\n" + spool_line("m1", {"n": 1}))
+    queue = make_spooled()
+
+    with caplog.at_level(logging.ERROR, logger="omnibot.backends.sqlite_spool"):
+        assert drain(queue) == [{"n": 1}]
+
+    [letter] = queue.dead_letters()
+    assert letter.body == {"unreadable_spool_line": "not a spool line"}
+    assert letter.error.startswith("unreadable spool line")
+    assert "moved an unreadable line of spool file 4242-2-abc.spool to the dead letters" in caplog.text
+
+
+def test_large_backlog_is_imported_in_several_transactions(make_spooled, paths, monkeypatch):
+    monkeypatch.setattr(sqlite_spool, "_READ_LIMIT", 256)
+    write_spool_file(paths[1], "4242-3-abc.spool", b"".join(spool_line(f"m{n}", {"n": n}) for n in range(40)))
+    queue = make_spooled()
+
+    assert queue.stats()["ready"] == 40
+    assert [body["n"] for body in drain(queue)] == list(range(40))
+
+
+def _append_past_file_size_limit(directory, limit, outcome):
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    writer = SpoolWriter(directory)
+    try:
+        for number in range(1000):
+            writer.append(json.dumps({"n": number, "pad": "x" * 30}).encode())
+    except BackendUnavailable as error:
+        outcome.put(str(error))
+    else:
+        outcome.put("no error")
+
+
+def test_incomplete_write_is_cut_back_and_raises(paths):
+    context = multiprocessing.get_context("fork")
+    outcome = context.Queue()
+    child = context.Process(target=_append_past_file_size_limit, args=(paths[1], 1000, outcome))
+    child.start()
+    message = outcome.get(timeout=30)
+    child.join(timeout=30)
+
+    assert "spool file" in message
+    [(name, size)] = list_spool_files(paths[1]).items()
+    with open(os.path.join(paths[1], name), "rb") as spool_file:
+        data = spool_file.read()
+    assert size < 1000
+    assert data.endswith(b"\n")
+    assert all(json.loads(line)["pad"] for line in data.splitlines())
+
+
+def test_event_route_queues_through_spool(tmp_path):
+    environ = credentials_env()
+    settings = Settings(data_dir=str(tmp_path / "data"), queue_spool=True, environ=environ)
+    runtime = Runtime(settings, load_config_text(BASE_CONFIG, environ=environ))
+    client = create_app(runtime).test_client()
+    raw, headers = signed(message_event("hello"))
+
+    try:
+        first = client.post("/api/v1/slack/event", data=raw, headers=headers)
+        repeat = client.post("/api/v1/slack/event", data=raw, headers=dict(headers, **{"X-Slack-Retry-Num": "1"}))
+
+        assert first.get_json() == {"status": "success"}
+        assert repeat.get_json() == {"status": "success"}
+        assert os.listdir(str(tmp_path / "data" / "queue.db-spool"))
+        assert [body["payload"]["event"]["text"] for body in drain(runtime.queue)] == ["hello"]
+    finally:
+        runtime.close()
+
+
+def test_writer_starts_new_file_at_size_limit(make_spooled, paths, every_import_cleans_up):
+    writer = SpoolWriter(paths[1], max_file_bytes=200)
+    for number in range(10):
+        writer.append(spool_line(f"m{number}", {"n": number}).rstrip(b"\n"))
+    assert len(list_spool_files(paths[1])) > 1
+    queue = make_spooled()
+
+    assert [body["n"] for body in drain(queue)] == list(range(10))
+    assert queue.get(timeout=0.1) is None
+
+    assert len(list_spool_files(paths[1])) == 1
+    writer.close()
+    assert queue.get(timeout=0.1) is None
+    assert list_spool_files(paths[1]) == {}
+
+
+def test_queue_spool_setting_opens_spool_beside_database(tmp_path, caplog):
+    settings = Settings.from_env({"QUEUE_SPOOL": "1", "OMNIBOT_DATA_DIR": str(tmp_path)})
+    queue = backends.open_queue(None, settings.data_dir, spool=settings.queue_spool)
+
+    try:
+        queue.put({"n": 1})
+        assert len(list_spool_files(str(tmp_path / "queue.db-spool"))) == 1
+    finally:
+        queue.close()
+    assert Settings.from_env({}).queue_spool is False

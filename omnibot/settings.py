@@ -65,8 +65,8 @@ class Settings:
         dedup_ttl: Seconds a seen Slack event id is remembered.
         callback_timeout: Seconds a worker waits for one queued callback
             (``CALLBACK_TIMEOUT``); 0 waits without a limit.
-        queue_spool: Put messages on the SQLite queue through spool files
-            (``QUEUE_SPOOL``, off by default; see docs/backends.rst).
+        queue_spool: Append the puts of this process to the SQLite queue's
+            spool files (``QUEUE_SPOOL``, off by default; see docs/backends.rst).
         post_metadata: Mark each ``chat.postMessage`` of a queued message with
             message metadata so a redelivery does not post it twice
             (``OMNIBOT_POST_METADATA``, on by default, off with ``0``).

@@ -12,7 +12,7 @@ import urllib.parse
 
 from omnibot.backends.base import Cache, Queue
 from omnibot.backends.sqlite_cache import SqliteCache
-from omnibot.backends.sqlite_queue import SqliteQueue
+from omnibot.backends.sqlite_queue import SqliteQueue, spool_directory
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def open_queue(
         fail_fast: Use short Redis timeouts and one retry, for the web
             process, which must answer Slack within 3 seconds even when
             Redis hangs.
-        spool: For SQLite, put messages through spool files in
+        spool: For SQLite, append puts to spool files in
             ``<database file>-spool`` (:mod:`omnibot.backends.sqlite_spool`).
 
     Raises:
@@ -94,12 +94,10 @@ def open_queue(
     if scheme == _SQLITE_SCHEME:
         path = _sqlite_path(url, data_dir, "queue.db")
         if spool:
-            # Beside the database, as SQLite's own -wal and -shm files are.
-            spool_dir = f"{path}-spool"
-            logger.info("Queue backend: SQLite file %s, puts through spool files in %s", path, spool_dir)
-            return SqliteQueue(path, spool=spool_dir, **settings)
-        logger.info("Queue backend: SQLite file %s", path)
-        return SqliteQueue(path, **settings)
+            logger.info("Queue backend: SQLite file %s, puts through spool files in %s", path, spool_directory(path))
+        else:
+            logger.info("Queue backend: SQLite file %s", path)
+        return SqliteQueue(path, spool_puts=spool, **settings)
 
     if spool:
         logger.warning("QUEUE_SPOOL applies to the SQLite queue only; the Redis queue ignores it")

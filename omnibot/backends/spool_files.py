@@ -1,8 +1,9 @@
-"""Append-only spool files: each thread that queues messages appends one line per message to a file of its own.
+"""Append-only spool files: one line per queued message, each file written by one thread at a time.
 
-A spool file is ``<directory>/<pid>-<thread id>-<creation time>-<random>.spool``. Its
-writer holds a shared ``flock`` on it from before the file appears under
-that name until the writer closes it or its process ends, so a reader can
+A spool file is ``<directory>/<pid>-<thread id>-<creation time>-<random>.spool``,
+named after the process and thread that created it. Its writer keeps a
+shared ``flock`` on it from before the file appears under that name until
+the writer closes it or its process ends, so a reader can
 tell a finished file (:func:`writer_finished`) from one still being
 written. A writer never opens an existing spool file again: a finished
 file only shrinks when it is deleted.
@@ -10,8 +11,9 @@ file only shrinks when it is deleted.
 Each record is one line: the record's bytes, which must contain no newline,
 then ``\\n``, written with one ``write()`` system call. When the call
 writes less than the whole line (the disk is full, say), the writer cuts
-the file back to its size before the call and raises, so a file holds only
-whole lines, except after its process died in the middle of a write.
+the file back to its size before the call, closes it and raises. So a file
+contains only whole lines, except at the end of a finished file whose
+process died in the middle of a write or whose cut failed.
 """
 
 import fcntl
@@ -35,43 +37,67 @@ _TEMPORARY_PREFIX = ".new-"
 
 
 class SpoolWriter:
-    """Appends records to the spool files of the calling thread.
+    """Appends records to spool files, each file used by one thread at a time.
 
-    Safe for any number of threads, which never wait for each other: each
-    writes its own file. A thread starts a new file when its file reaches
-    ``max_file_bytes``, and in a process created by ``fork()``.
+    The writer keeps a pool of open files per process. A put takes a file
+    from the pool, or creates one when the pool is empty, appends its line
+    and puts the file back. Threads never wait for each other, and a
+    process has about as many files as it has concurrent puts, whether its
+    threads live long (gunicorn) or one per request (werkzeug). A file is
+    closed, and a new one started later, when it reaches
+    ``max_file_bytes`` or when a write to it failed. A process created by
+    ``fork()`` starts with an empty pool.
 
     Args:
         directory: The spool directory, created when missing.
-        max_file_bytes: Size at which a thread closes its file and starts another.
+        max_file_bytes: Size at which a file is closed.
     """
 
     def __init__(self, directory: str, max_file_bytes: int = 8 * 1024 * 1024):
         self.directory = directory
         self.max_file_bytes = max_file_bytes
-        self._local = threading.local()
+        # list.append and list.pop are atomic in CPython, so the pool needs no lock.
+        self._pool: typing.List[_SpoolFile] = []
+        self._pool_pid = os.getpid()
         os.makedirs(directory, exist_ok=True)
 
     def append(self, record: bytes) -> None:
-        """Append ``record`` and a newline to this thread's spool file.
+        """Append ``record`` and a newline to a spool file.
 
         Raises:
-            BackendUnavailable: The line could not be written whole.
+            BackendUnavailable: The line could not be written whole. The
+                file is then closed, so that it ends with the last whole line.
         """
-        spool_file = getattr(self._local, "file", None)
-        if spool_file is None or spool_file.pid != os.getpid() or spool_file.size >= self.max_file_bytes:
-            if spool_file is not None and spool_file.pid == os.getpid():
-                spool_file.close()
-            spool_file = _SpoolFile.create(self.directory)
-            self._local.file = spool_file
-        spool_file.append(record + b"\n")
+        spool_file = self._take()
+        try:
+            spool_file.append(record + b"\n")
+        except BackendUnavailable:
+            spool_file.close()
+            raise
+        if spool_file.size >= self.max_file_bytes:
+            spool_file.close()
+        else:
+            self._pool.append(spool_file)
 
     def close(self) -> None:
-        """Close the calling thread's spool file; another thread's file closes when its thread ends."""
-        spool_file = getattr(self._local, "file", None)
-        self._local.file = None
-        if spool_file is not None and spool_file.pid == os.getpid():
-            spool_file.close()
+        """Close the files in the pool of this process; a file that a thread is writing now goes back to the pool."""
+        while True:
+            try:
+                spool_file = self._pool.pop()
+            except IndexError:
+                return
+            if spool_file.pid == os.getpid():
+                spool_file.close()
+
+    def _take(self) -> "_SpoolFile":
+        if self._pool_pid != os.getpid():
+            # The parent's files belong to the parent; dropping them closes only the child's descriptors.
+            self._pool = []
+            self._pool_pid = os.getpid()
+        try:
+            return self._pool.pop()
+        except IndexError:
+            return _SpoolFile.create(self.directory)
 
 
 class _SpoolFile:
@@ -82,12 +108,12 @@ class _SpoolFile:
         self.fd = fd
         self.pid = os.getpid()
         self.size = 0
-        # Closes the descriptor, and so releases the lock, when the thread that owns it ends.
+        # Closes the descriptor, and so releases the lock, when the object is dropped.
         self._finalizer = weakref.finalize(self, os.close, fd)
 
     @classmethod
     def create(cls, directory: str) -> "_SpoolFile":
-        # The creation time makes the files of one thread sort in the order they were written.
+        # The creation time makes the files of one process sort roughly in the order they were started.
         name = f"{os.getpid()}-{threading.get_ident()}-{time.time_ns():016x}-{uuid.uuid4().hex[:8]}{SUFFIX}"
         temporary = os.path.join(directory, _TEMPORARY_PREFIX + name)
         path = os.path.join(directory, name)
@@ -102,6 +128,7 @@ class _SpoolFile:
             os.rename(temporary, path)
         except OSError as error:
             os.close(fd)
+            _remove_quietly(temporary)
             raise BackendUnavailable(f"cannot create spool file {path}: {error}") from error
         return cls(path, fd)
 
@@ -117,7 +144,12 @@ class _SpoolFile:
         self.size += written
 
     def _cut_back(self) -> None:
-        """Remove a partly written line, so that the file ends with a whole line."""
+        """Remove a partly written line, so that the file ends with a whole line.
+
+        When that fails too, the part stays at the end of the file, which
+        the caller closes, and the importer skips it as the torn end of a
+        finished file.
+        """
         try:
             os.ftruncate(self.fd, self.size)
         except OSError as error:
@@ -125,6 +157,13 @@ class _SpoolFile:
 
     def close(self) -> None:
         self._finalizer()
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def list_spool_files(directory: str) -> typing.Dict[str, int]:
@@ -164,6 +203,28 @@ def read_lines(path: str, start: int, limit: int) -> typing.Tuple[typing.List[by
             data += more
             end = data.rfind(b"\n")
     return data[:end].split(b"\n"), start + end + 1
+
+
+def remove_abandoned_temporaries(directory: str, older_than: float) -> None:
+    """Delete files that a writer created but never renamed, that no process keeps open, and that are older than ``older_than`` seconds.
+
+    A writer appends only after the rename, so such a file holds no line
+    that was acknowledged.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not entry.name.startswith(_TEMPORARY_PREFIX):
+            continue
+        try:
+            if now - entry.stat().st_mtime > older_than and writer_finished(entry.path):
+                os.remove(entry.path)
+                logger.info("deleted %s, a spool file that its writer never finished creating", entry.name)
+        except FileNotFoundError:
+            continue
 
 
 def writer_finished(path: str) -> bool:

@@ -86,8 +86,9 @@ class SqliteQueue(Queue):
         backoff_max: Upper bound in seconds of the delay between deliveries.
         busy_timeout: Seconds to wait for another process's write lock
             before raising :class:`~omnibot.errors.BackendUnavailable`.
-        spool: A directory for spool files. When given, puts append to
-            spool files and :meth:`get` imports them first
+        spool_puts: Append puts to spool files in ``<path>-spool``
+            instead of writing them to the file. :meth:`get` imports the
+            spool files of that directory in either case
             (:mod:`omnibot.backends.sqlite_spool`).
     """
 
@@ -100,12 +101,13 @@ class SqliteQueue(Queue):
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
         busy_timeout: float = 5.0,
-        spool: typing.Optional[str] = None,
+        spool_puts: bool = False,
     ):
         self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
         self._db = SqliteConnections(path, _SCHEMA + SPOOL_SCHEMA, busy_timeout=busy_timeout)
-        self._spool_writer = SpoolWriter(spool) if spool else None
-        self._spool_importer = SpoolImporter(spool, self._db, self._insert_puts, _dead_letter_spool_line) if spool else None
+        # Every queue imports, so a worker started without QUEUE_SPOOL still takes what a web process spooled.
+        self._spool_writer = SpoolWriter(spool_directory(path)) if spool_puts else None
+        self._spool_importer = SpoolImporter(spool_directory(path), self._db, self._insert_puts, _dead_letter_spool_line)
         self._puts = GroupCommit(self._write_puts)
         self._leases = GroupCommit(self._write_leases)
         self._acks = GroupCommit(self._write_acks)
@@ -158,12 +160,13 @@ class SqliteQueue(Queue):
         The claims of each put take one statement, and the messages of the
         whole batch one more. Each call into SQLite lets another thread take
         the GIL while this one holds the file's write turn. A claim expires
-        ``ttl`` seconds after its put was made.
+        ``ttl`` seconds after this transaction, so a put imported from the
+        spool long after it was made still stops the repeats imported after it.
         """
         results = []
         rows = []
         for put in puts:
-            if put.claims and not _claim(conn, put.claims, min(put.received_at, now) + put.ttl, now):
+            if put.claims and not _claim(conn, put.claims, now + put.ttl, now):
                 results.append(None)
                 continue
             rows.append((put.message_id, put.encoded, now, min(put.received_at, now)))
@@ -201,7 +204,7 @@ class SqliteQueue(Queue):
             delivery = self._lease_next()
             # Spool files are imported only when nothing is ready, so a busy
             # queue takes them in large batches and few transactions.
-            if delivery is None and self._spool_importer is not None and self._spool_importer.import_due():
+            if delivery is None and self._spool_importer.import_due():
                 delivery = self._lease_next()
             if delivery is not None:
                 return delivery
@@ -317,7 +320,7 @@ class SqliteQueue(Queue):
         return {"ready": ready + self._count_spooled(), "leased": leased, "delayed": delayed, "dead": dead}
 
     def _count_spooled(self) -> int:
-        return self._spool_importer.count_waiting() if self._spool_importer is not None else 0
+        return self._spool_importer.count_waiting()
 
     def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
         """List up to ``limit`` dead letters, oldest failure first."""
@@ -381,7 +384,7 @@ class SqliteQueue(Queue):
         return cursor.rowcount
 
     def close(self) -> None:
-        """Close the connections this queue opened in the current process, and the calling thread's spool file."""
+        """Close the connections this queue opened in the current process, and the idle spool files of its pool."""
         if self._spool_writer is not None:
             self._spool_writer.close()
         self._db.close()
@@ -484,6 +487,11 @@ def _move_to_dead_letters(conn, message_id: str, body: str, attempts: int, error
         (message_id, body, attempts, error, failed_at),
     )
     conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+
+def spool_directory(path: str) -> str:
+    """Return the spool directory of the queue file ``path``: beside it, as SQLite's own -wal and -shm files are."""
+    return f"{path}-spool"
 
 
 def _dead_letter_spool_line(conn, message_id: str, text: str, error: str, now: float) -> None:

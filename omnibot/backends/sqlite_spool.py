@@ -18,9 +18,9 @@ far the file was read (table ``spool_offsets``). Two workers that import at
 once therefore never insert a line twice, and a failed transaction inserts
 nothing and moves no offset.
 
-De-duplication happens at import. A put always returns a message id; a
+De-duplication happens at import. A put always returns a message id. A
 message whose claim key was claimed already, by an earlier import or by
-another line of the same import, is dropped then and logged.
+another line of the same import, is dropped at import and logged.
 """
 
 import json
@@ -29,8 +29,10 @@ import os
 import threading
 import time
 import typing
+import weakref
 
-from omnibot.backends.spool_files import list_spool_files, read_lines, writer_finished
+from omnibot.backends.spool_files import list_spool_files, read_lines, remove_abandoned_temporaries, writer_finished
+from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +50,13 @@ _IMPORT_INTERVAL = 0.005
 # Seconds between two checks for finished files, which cost a few system calls per file.
 _CLEANUP_INTERVAL = 1.0
 
-# Bytes read from one file by one import, so that a backlog is imported in
-# transactions short enough for the other writers of the SQLite file.
+# Bytes read by one import, over all files, so that a backlog is imported
+# in transactions short enough for the other writers of the SQLite file.
 _READ_LIMIT = 1024 * 1024
+
+# Seconds after which a spool file that its writer never renamed, and that
+# no process keeps open, is deleted. It contains no acknowledged line.
+_ABANDONED_AFTER = 60.0
 
 
 class PendingPut(typing.NamedTuple):
@@ -75,6 +81,9 @@ class PendingPut(typing.NamedTuple):
             ValueError: The line is not one (UnicodeDecodeError and JSONDecodeError are ValueErrors).
         """
         message_id, received_at, ttl, claims, encoded = line.decode("utf-8").split("\t", 4)
+        # The body is parsed here, so that a damaged one goes to the dead letters and not to a worker's lease.
+        if not isinstance(json.loads(encoded), dict):
+            raise ValueError("the message body is not a JSON object")
         return cls(message_id, float(received_at), float(ttl), tuple(json.loads(claims)) if claims else (), encoded)
 
 
@@ -97,6 +106,9 @@ class SpoolImporter:
         self._insert_puts = insert_puts
         self._dead_letter = dead_letter
         self._busy = threading.Lock()
+        reference = weakref.ref(self)
+        # A lock held by a parent thread at fork() would stay held in the child, which would then never import.
+        os.register_at_fork(after_in_child=lambda: _reset_lock(reference))
         self._next_import = 0.0
         self._next_cleanup = 0.0
         # The sizes that this process last imported to the end, so that an import with nothing new skips the transaction.
@@ -127,6 +139,9 @@ class SpoolImporter:
             BackendUnavailable: The SQLite file could not be written.
         """
         sizes = list_spool_files(self.directory)
+        if not sizes and not self._imported_sizes:
+            # No spool files: the common case when puts do not go through the spool.
+            return 0
         cleanup = time.monotonic() >= self._next_cleanup
         if not cleanup and all(self._imported_sizes.get(name) == size for name, size in sizes.items()):
             return 0
@@ -136,11 +151,14 @@ class SpoolImporter:
             offsets = dict(conn.execute("SELECT file, offset FROM spool_offsets").fetchall())
             now = time.time()
             read = 0
+            budget = _READ_LIMIT
             for name, size in sorted(sizes.items()):
                 offset = offsets.get(name, 0)
-                if size > offset:
-                    count, offset = self._import_file(conn, name, offset, now)
+                if size > offset and budget > 0:
+                    count, end = self._import_file(conn, name, offset, budget, now)
                     read += count
+                    budget -= end - offset
+                    offset = end
                 imported[name] = offset
             finished = self._settle_finished(conn, sizes, imported) if cleanup else []
 
@@ -149,13 +167,14 @@ class SpoolImporter:
         for name in finished:
             _remove(os.path.join(self.directory, name))
         if cleanup:
+            remove_abandoned_temporaries(self.directory, older_than=_ABANDONED_AFTER)
             self._next_cleanup = time.monotonic() + _CLEANUP_INTERVAL
         return read
 
-    def _import_file(self, conn, name: str, offset: int, now: float) -> typing.Tuple[int, int]:
-        """Insert the whole lines of one file from ``offset``; return how many were read and the new offset."""
+    def _import_file(self, conn, name: str, offset: int, limit: int, now: float) -> typing.Tuple[int, int]:
+        """Insert the whole lines of one file from ``offset``, about ``limit`` bytes; return how many were read and the new offset."""
         try:
-            lines, end = read_lines(os.path.join(self.directory, name), offset, _READ_LIMIT)
+            lines, end = read_lines(os.path.join(self.directory, name), offset, limit)
         except FileNotFoundError:
             # Another process read it to the end and deleted it since the listing.
             return 0, offset
@@ -163,13 +182,17 @@ class SpoolImporter:
             return 0, offset
 
         puts = []
+        line_start = offset
         for line in lines:
             try:
                 puts.append(PendingPut.from_line(line))
             except ValueError as error:
-                logger.error("moved an unreadable line of spool file %s to the dead letters: %s", name, error)
+                logger.error(
+                    "moved an unreadable line of spool file %s at byte %d to the dead letters: %s", name, line_start, error
+                )
                 text = line.decode("utf-8", "replace")
-                self._dead_letter(conn, f"spool-{name}-{offset}", text, f"unreadable spool line: {error}", now)
+                self._dead_letter(conn, f"spool-{name}-{line_start}", text, f"unreadable spool line: {error}", now)
+            line_start += len(line) + 1
 
         for put, message_id in zip(puts, self._insert_puts(conn, puts, now)):
             if message_id is None:
@@ -190,9 +213,15 @@ class SpoolImporter:
         again from its start.
         """
         finished = []
-        for name, size in sizes.items():
+        for name in sizes:
             path = os.path.join(self.directory, name)
             if not writer_finished(path):
+                continue
+            try:
+                # Read again: the listing is older than the transaction, and
+                # the writer may have added lines before it closed the file.
+                size = os.stat(path).st_size
+            except FileNotFoundError:
                 continue
             offset = imported[name]
             if offset < size:
@@ -218,7 +247,15 @@ class SpoolImporter:
         return finished
 
     def count_waiting(self) -> int:
-        """Return how many lines of the spool files are not imported yet."""
+        """Return how many lines of the spool files are not imported yet.
+
+        It reads every line not imported yet, so it costs as much as the
+        backlog is large. Duplicates and unreadable lines count too, until
+        an import drops them.
+
+        Raises:
+            BackendUnavailable: A spool file could not be read.
+        """
         sizes = list_spool_files(self.directory)
         if not sizes:
             return 0
@@ -237,7 +274,15 @@ class SpoolImporter:
                         waiting += chunk.count(b"\n")
             except FileNotFoundError:
                 continue
+            except OSError as error:
+                raise BackendUnavailable(f"cannot read spool file {name}: {error}") from error
         return waiting
+
+
+def _reset_lock(reference: "weakref.ref[SpoolImporter]") -> None:
+    importer = reference()
+    if importer is not None:
+        importer._busy = threading.Lock()
 
 
 def _remove(path: str) -> None:

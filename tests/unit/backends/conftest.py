@@ -169,7 +169,7 @@ def make_queue(backend, tmp_path, request):
 
     if backend in ("sqlite", "sqlite-spool"):
         path = str(tmp_path / "queue.db")
-        spool = {"spool": f"{path}-spool"} if backend == "sqlite-spool" else {}
+        spool = {"spool_puts": True} if backend == "sqlite-spool" else {}
 
         def open_queue(**settings):
             queue = SqliteQueue(path, **{**FAST_QUEUE_SETTINGS, **spool, **settings})

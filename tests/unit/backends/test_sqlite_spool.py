@@ -10,6 +10,7 @@ import os
 import resource
 import signal
 import threading
+import time
 
 import pytest
 
@@ -39,7 +40,7 @@ def make_spooled(paths):
     opened = []
 
     def open_queue():
-        queue = SqliteQueue(paths[0], spool=paths[1], visibility_timeout=LONG_LEASE)
+        queue = SqliteQueue(paths[0], spool_puts=True, visibility_timeout=LONG_LEASE)
         opened.append(queue)
         return queue
 
@@ -117,8 +118,20 @@ def test_claim_made_before_spooling_stops_later_puts(make_spooled, paths):
     assert drain(queue) == [{"n": 1}]
 
 
-def _import_and_collect(database, spool, results):
-    queue = SqliteQueue(database, spool=spool, visibility_timeout=LONG_LEASE)
+def test_queue_without_spool_puts_imports_spool(make_spooled, paths):
+    web = make_spooled()
+    web.put({"n": 1})
+    worker = SqliteQueue(paths[0], visibility_timeout=LONG_LEASE)
+
+    try:
+        assert worker.stats()["ready"] == 1
+        assert drain(worker) == [{"n": 1}]
+    finally:
+        worker.close()
+
+
+def _import_and_collect(database, results):
+    queue = SqliteQueue(database, spool_puts=True, visibility_timeout=LONG_LEASE)
     try:
         results.put([body["n"] for body in drain(queue)])
     finally:
@@ -127,7 +140,7 @@ def _import_and_collect(database, spool, results):
 
 def test_processes_importing_at_once_import_each_line_once(paths):
     writer = SpoolWriter(paths[1])
-    queue = SqliteQueue(paths[0], spool=paths[1])
+    queue = SqliteQueue(paths[0], spool_puts=True)
     count = 600
 
     def put_many(start):
@@ -144,7 +157,7 @@ def test_processes_importing_at_once_import_each_line_once(paths):
 
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    workers = [context.Process(target=_import_and_collect, args=(*paths, results)) for _ in range(3)]
+    workers = [context.Process(target=_import_and_collect, args=(paths[0], results)) for _ in range(3)]
     for worker in workers:
         worker.start()
     delivered = [number for _ in workers for number in results.get(timeout=60)]
@@ -156,18 +169,59 @@ def test_processes_importing_at_once_import_each_line_once(paths):
 
 
 def test_finished_files_are_deleted_and_open_files_kept(make_spooled, paths, every_import_cleans_up):
+    closed = make_spooled()
+    closed.put({"n": 1})
+    closed.close()
+    closed_files = set(list_spool_files(paths[1]))
+    kept = make_spooled()
+    kept.put({"n": 2})
+    [kept_file] = [name for name in list_spool_files(paths[1]) if name not in closed_files]
+
+    assert sorted(body["n"] for body in drain(kept)) == [1, 2]
+    assert kept.get(timeout=0.1) is None
+
+    assert list(list_spool_files(paths[1])) == [kept_file]
+
+
+def test_threads_share_few_files(make_spooled, paths):
     queue = make_spooled()
-    finished = threading.Thread(target=lambda: (queue.put({"n": 1}), queue.close()))
-    finished.start()
-    finished.join()
-    queue.put({"n": 2})  # this thread's file stays open
 
-    assert sorted(body["n"] for body in drain(queue)) == [1, 2]
-    assert queue.get(timeout=0.1) is None
+    # One short thread per put, as werkzeug's development server runs requests.
+    for number in range(20):
+        thread = threading.Thread(target=queue.put, args=({"n": number},))
+        thread.start()
+        thread.join()
 
-    remaining = list(list_spool_files(paths[1]))
-    assert len(remaining) == 1
-    assert remaining[0].startswith(f"{os.getpid()}-{threading.get_ident()}-")
+    assert len(list_spool_files(paths[1])) == 1
+    assert [body["n"] for body in drain(queue)] == list(range(20))
+
+
+def test_lines_added_before_close_are_imported(make_spooled, paths, monkeypatch, every_import_cleans_up):
+    writer = SpoolWriter(paths[1])
+    writer.append(spool_line("m1", {"n": 1}).rstrip(b"\n"))
+    queue = make_spooled()
+    assert drain(queue) == [{"n": 1}]
+
+    # The next import lists the file before the writer adds a line and closes it.
+    stale_listing = list_spool_files(paths[1])
+    writer.append(spool_line("m2", {"n": 2}).rstrip(b"\n"))
+    writer.close()
+    listings = [stale_listing]
+    monkeypatch.setattr(
+        sqlite_spool, "list_spool_files", lambda directory: listings.pop() if listings else list_spool_files(directory)
+    )
+
+    assert drain(queue) == [{"n": 2}]
+
+
+def test_claim_outlives_late_import(make_spooled):
+    queue = make_spooled()
+
+    queue.put_unless_claimed({"n": 1}, ["event:Ev1"], 0.2)
+    time.sleep(0.3)
+    queue.put_unless_claimed({"n": 2}, ["event:Ev1"], 0.2)
+
+    assert drain(queue) == [{"n": 1}]
 
 
 def test_torn_last_line_of_dead_writer_is_skipped(make_spooled, paths, every_import_cleans_up, caplog):
@@ -183,17 +237,21 @@ def test_torn_last_line_of_dead_writer_is_skipped(make_spooled, paths, every_imp
     assert queue.stats()["ready"] == 0
 
 
-def test_unreadable_line_goes_to_dead_letters(make_spooled, paths, caplog):
-    write_spool_file(paths[1], "4242-2-abc.spool", b"not a spool line\n" + spool_line("m1", {"n": 1}))
+def test_unreadable_lines_go_to_dead_letters(make_spooled, paths, caplog):
+    not_an_object = spool_line("m2", {"n": 2}).replace(b'{"n": 2}', b"[2]")
+    data = b"not a spool line\n" + b"also not one\n" + not_an_object + spool_line("m1", {"n": 1})
+    write_spool_file(paths[1], "4242-2-abc.spool", data)
     queue = make_spooled()
 
     with caplog.at_level(logging.ERROR, logger="omnibot.backends.sqlite_spool"):
         assert drain(queue) == [{"n": 1}]
 
-    [letter] = queue.dead_letters()
-    assert letter.body == {"unreadable_spool_line": "not a spool line"}
-    assert letter.error.startswith("unreadable spool line")
-    assert "moved an unreadable line of spool file 4242-2-abc.spool to the dead letters" in caplog.text
+    letters = sorted(queue.dead_letters(), key=lambda letter: letter.id)
+    assert [letter.id for letter in letters] == ["spool-4242-2-abc.spool-0", "spool-4242-2-abc.spool-17", "spool-4242-2-abc.spool-30"]
+    assert letters[0].body == {"unreadable_spool_line": "not a spool line"}
+    assert letters[2].error == "unreadable spool line: the message body is not a JSON object"
+    assert all(letter.error.startswith("unreadable spool line") for letter in letters)
+    assert "moved an unreadable line of spool file 4242-2-abc.spool at byte 0 to the dead letters" in caplog.text
 
 
 def test_large_backlog_is_imported_in_several_transactions(make_spooled, paths, monkeypatch):

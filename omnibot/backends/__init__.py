@@ -96,7 +96,7 @@ def open_queue(
         if spool:
             logger.info("Queue backend: SQLite file %s, puts through spool files in %s", path, spool_directory(path))
         else:
-            logger.info("Queue backend: SQLite file %s", path)
+            logger.info("Queue backend: SQLite file %s, importing any spool files in %s", path, spool_directory(path))
         return SqliteQueue(path, spool_puts=spool, **settings)
 
     if spool:

@@ -17,7 +17,7 @@ from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.group_commit import GroupCommit
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.sqlite_connection import SqliteConnections
-from omnibot.backends.sqlite_spool import SCHEMA as SPOOL_SCHEMA, PendingPut, SpoolImporter
+from omnibot.backends.sqlite_spool import SCHEMA as SPOOL_SCHEMA, UNREADABLE_LINE_KEY, PendingPut, SpoolImporter
 from omnibot.backends.spool_files import SpoolWriter
 from omnibot.backends.unique_ids import new_id
 
@@ -495,7 +495,7 @@ def spool_directory(path: str) -> str:
 
 
 def _dead_letter_spool_line(conn, message_id: str, text: str, error: str, now: float) -> None:
-    _move_to_dead_letters(conn, message_id, json.dumps({"unreadable_spool_line": text}), 0, error, now)
+    _move_to_dead_letters(conn, message_id, json.dumps({UNREADABLE_LINE_KEY: text}), 0, error, now)
 
 
 def _dead_letter_from_row(row) -> DeadLetter:

@@ -54,6 +54,9 @@ _CLEANUP_INTERVAL = 1.0
 # in transactions short enough for the other writers of the SQLite file.
 _READ_LIMIT = 1024 * 1024
 
+# The one key of a dead letter's body that contains a spool line that could not be read.
+UNREADABLE_LINE_KEY = "unreadable_spool_line"
+
 # Seconds after which a spool file that its writer never renamed, and that
 # no process keeps open, is deleted. It contains no acknowledged line.
 _ABANDONED_AFTER = 60.0
@@ -80,7 +83,10 @@ class PendingPut(typing.NamedTuple):
         Raises:
             ValueError: The line is not one (UnicodeDecodeError and JSONDecodeError are ValueErrors).
         """
-        message_id, received_at, ttl, claims, encoded = line.decode("utf-8").split("\t", 4)
+        fields = line.decode("utf-8").split("\t", 4)
+        if len(fields) != 5:
+            raise ValueError(f"expected 5 tab-separated fields, found {len(fields)}")
+        message_id, received_at, ttl, claims, encoded = fields
         # The body is parsed here, so that a damaged one goes to the dead letters and not to a worker's lease.
         if not isinstance(json.loads(encoded), dict):
             raise ValueError("the message body is not a JSON object")

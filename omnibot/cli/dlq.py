@@ -16,6 +16,7 @@ import time
 import typing
 
 from omnibot import backends
+from omnibot.backends.sqlite_spool import UNREADABLE_LINE_KEY
 from omnibot.cli import add_config_argument
 from omnibot.cli.common import settings_from_args
 from omnibot.errors import BackendUnavailable
@@ -169,21 +170,40 @@ def show_dead_letter(queue, args, out, err) -> int:
 
 
 def replay_dead_letters(queue, args, out, err) -> int:
-    """Replay one dead letter, or every dead letter with ``--all``."""
+    """Replay one dead letter, or every dead letter with ``--all``; unreadable spool lines are never replayed."""
     if not args.all:
+        letter = queue.dead_letter(args.id)
+        if letter is not None and is_unreadable_spool_line(letter):
+            print(
+                f"omnibot dlq: dead letter {args.id} is a spool line that could not be read, so no worker can "
+                f"process it; `omnibot dlq show {args.id}` prints it and `omnibot dlq purge` deletes it",
+                file=err,
+            )
+            return 1
         if not queue.replay(args.id):
             print(f"omnibot dlq: dead letter {args.id} not found; `omnibot dlq list` prints the ids", file=err)
             return 1
         print(f"replayed {args.id}", file=out)
         return 0
 
-    replayed = replay_all(queue)
+    replayed, skipped = replay_all(queue)
     print(f"replayed {replayed} dead letter(s)", file=out)
+    if skipped:
+        print(
+            f"skipped {skipped} spool line(s) that could not be read and cannot be replayed; "
+            "`omnibot dlq show ID` prints one",
+            file=out,
+        )
     return 0
 
 
-def replay_all(queue) -> int:
-    """Replay every dead letter once and return how many were replayed.
+def is_unreadable_spool_line(letter) -> bool:
+    """Return True for a dead letter whose body is a line of a spool file that could not be read."""
+    return isinstance(letter.body, dict) and set(letter.body) == {UNREADABLE_LINE_KEY}
+
+
+def replay_all(queue) -> typing.Tuple[int, int]:
+    """Replay every dead letter once; return how many were replayed and how many unreadable spool lines were skipped.
 
     Each round takes the oldest dead letters. A replayed message that fails
     again while this runs becomes the newest dead letter, so it sorts after
@@ -192,13 +212,16 @@ def replay_all(queue) -> int:
     """
     seen: typing.Set[str] = set()
     replayed = 0
+    skipped = 0
     while True:
-        batch = [letter.id for letter in queue.dead_letters(limit=REPLAY_BATCH) if letter.id not in seen]
+        batch = [letter for letter in queue.dead_letters(limit=REPLAY_BATCH) if letter.id not in seen]
         if not batch:
-            return replayed
-        for message_id in batch:
-            seen.add(message_id)
-            if queue.replay(message_id):
+            return replayed, skipped
+        for letter in batch:
+            seen.add(letter.id)
+            if is_unreadable_spool_line(letter):
+                skipped += 1
+            elif queue.replay(letter.id):
                 replayed += 1
 
 

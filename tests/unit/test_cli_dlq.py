@@ -217,8 +217,43 @@ def test_replay_all_skips_letters_that_fail_again(queue):
 
     queue.replay = replay_and_fail_again
 
-    assert dlq.replay_all(queue) == 2
+    assert dlq.replay_all(queue) == (2, 0)
     assert sorted(letter.id for letter in queue.dead_letters()) == sorted(ids)
+
+
+def write_unreadable_spool_line(tmp_path):
+    """Leave a spool file whose one line cannot be read, as a damaged file would; return its dead letter id."""
+    spool = tmp_path / "data" / "queue.db-spool"
+    spool.mkdir(exist_ok=True)
+    (spool / "4242-1-0-abc.spool").write_bytes(b"not a spool line\n")
+    return "spool-4242-1-0-abc.spool-0"
+
+
+@pytest.mark.parametrize("queue_url", ["sqlite"], indirect=True)
+def test_replay_refuses_unreadable_spool_line(queue, tmp_path, capsys):
+    letter_id = write_unreadable_spool_line(tmp_path)
+    assert queue.get(timeout=0.5) is None
+
+    status, _, err = run_dlq(capsys, "replay", letter_id)
+
+    assert status == 1
+    assert f"dead letter {letter_id} is a spool line that could not be read" in err
+    assert [letter.id for letter in queue.dead_letters()] == [letter_id]
+
+
+@pytest.mark.parametrize("queue_url", ["sqlite"], indirect=True)
+def test_replay_all_skips_unreadable_spool_line(queue, tmp_path, capsys):
+    letter_id = write_unreadable_spool_line(tmp_path)
+    assert queue.get(timeout=0.5) is None
+    replayable = dead_letter(queue, event_body("EvReadable"))
+
+    status, out, _ = run_dlq(capsys, "replay", "--all")
+
+    assert status == 0
+    assert "replayed 1 dead letter(s)" in out
+    assert "skipped 1 spool line(s) that could not be read" in out
+    assert [letter.id for letter in queue.dead_letters()] == [letter_id]
+    assert queue.get(timeout=2).id == replayable
 
 
 def test_replay_unknown_id_fails(queue, capsys):

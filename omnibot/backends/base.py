@@ -108,6 +108,11 @@ class Queue(abc.ABC):
 
         The body gets a ``replayed_at`` field (seconds since the epoch), so the
         worker can tell that an earlier delivery may have done part of the work.
+
+        Raises:
+            ValueError: The dead letter is not a message that a worker can
+                process (a spool line that could not be read); it stays a
+                dead letter.
         """
 
     @abc.abstractmethod

@@ -41,7 +41,7 @@ class SpoolWriter:
 
     The writer keeps a pool of open files per process. A put takes a file
     from the pool, or creates one when the pool is empty, appends its line
-    and puts the file back. Threads never wait for each other, and a
+    and puts the file back. No lock is taken, and a
     process has about as many files as it has concurrent puts, whether its
     threads live long (gunicorn) or one per request (werkzeug). A file is
     closed, and a new one started later, when it reaches
@@ -91,7 +91,7 @@ class SpoolWriter:
 
     def _take(self) -> "_SpoolFile":
         if self._pool_pid != os.getpid():
-            # The parent's files belong to the parent; dropping them closes only the child's descriptors.
+            # The parent's files belong to the parent, so drop them, which closes only the child's descriptors.
             self._pool = []
             self._pool_pid = os.getpid()
         try:
@@ -128,7 +128,7 @@ class _SpoolFile:
             os.rename(temporary, path)
         except OSError as error:
             os.close(fd)
-            _remove_quietly(temporary)
+            remove_spool_file(temporary)
             raise BackendUnavailable(f"cannot create spool file {path}: {error}") from error
         return cls(path, fd)
 
@@ -159,11 +159,14 @@ class _SpoolFile:
         self._finalizer()
 
 
-def _remove_quietly(path: str) -> None:
+def remove_spool_file(path: str) -> None:
+    """Delete a spool file; one that is gone already is fine, and another failure is logged, not raised."""
     try:
         os.remove(path)
-    except OSError:
+    except FileNotFoundError:
         pass
+    except OSError as error:
+        logger.warning("cannot delete spool file %s: %s", path, error)
 
 
 def list_spool_files(directory: str) -> typing.Dict[str, int]:
@@ -208,7 +211,7 @@ def read_lines(path: str, start: int, limit: int) -> typing.Tuple[typing.List[by
 def remove_abandoned_temporaries(directory: str, older_than: float) -> None:
     """Delete files that a writer created but never renamed, that no process keeps open, and that are older than ``older_than`` seconds.
 
-    A writer appends only after the rename, so such a file holds no line
+    A writer appends only after the rename, so such a file contains no line
     that was acknowledged.
     """
     try:
@@ -220,15 +223,16 @@ def remove_abandoned_temporaries(directory: str, older_than: float) -> None:
         if not entry.name.startswith(_TEMPORARY_PREFIX):
             continue
         try:
-            if now - entry.stat().st_mtime > older_than and writer_finished(entry.path):
-                os.remove(entry.path)
-                logger.info("deleted %s, a spool file that its writer never finished creating", entry.name)
+            abandoned = now - entry.stat().st_mtime > older_than and writer_finished(entry.path)
         except FileNotFoundError:
             continue
+        if abandoned:
+            remove_spool_file(entry.path)
+            logger.info("deleted %s, a spool file that its writer never finished creating", entry.name)
 
 
 def writer_finished(path: str) -> bool:
-    """Return True when no process holds the spool file open for writing (its writer closed it or died)."""
+    """Return True when no process keeps the spool file open for writing (its writer closed it or died)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -16,9 +16,9 @@ import typing
 from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.group_commit import GroupCommit
 from omnibot.backends.retry_policy import RetryPolicy
+from omnibot.backends.spool_files import SpoolWriter
 from omnibot.backends.sqlite_connection import SqliteConnections
 from omnibot.backends.sqlite_spool import SCHEMA as SPOOL_SCHEMA, UNREADABLE_LINE_KEY, PendingPut, SpoolImporter
-from omnibot.backends.spool_files import SpoolWriter
 from omnibot.backends.unique_ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class SqliteQueue(Queue):
         """
         with self._db.connection() as conn:
             count = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        return count + self._count_spooled()
+        return count + self._spool_importer.count_waiting()
 
     def stats(self) -> typing.Dict[str, int]:
         """Count the messages by state.
@@ -317,10 +317,7 @@ class SqliteQueue(Queue):
             ).fetchone()
             dead = conn.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
 
-        return {"ready": ready + self._count_spooled(), "leased": leased, "delayed": delayed, "dead": dead}
-
-    def _count_spooled(self) -> int:
-        return self._spool_importer.count_waiting()
+        return {"ready": ready + self._spool_importer.count_waiting(), "leased": leased, "delayed": delayed, "dead": dead}
 
     def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
         """List up to ``limit`` dead letters, oldest failure first."""
@@ -351,6 +348,10 @@ class SqliteQueue(Queue):
 
         Returns:
             False when ``message_id`` is not a dead letter.
+
+        Raises:
+            ValueError: The dead letter is a spool line that could not be
+                read, which no worker can process.
         """
         now = time.time()
 
@@ -358,10 +359,13 @@ class SqliteQueue(Queue):
             row = conn.execute("SELECT body FROM dead_letters WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 return False
+            body = json.loads(row[0])
+            if set(body) == {UNREADABLE_LINE_KEY}:
+                raise ValueError(f"dead letter {message_id} is a spool line that could not be read, so no worker can process it")
 
             conn.execute(
                 "INSERT INTO messages (id, body, attempts, available_at, enqueued_at) VALUES (?, ?, 0, ?, ?)",
-                (message_id, json.dumps(dict(json.loads(row[0]), replayed_at=now)), now, now),
+                (message_id, json.dumps(dict(body, replayed_at=now)), now, now),
             )
             conn.execute("DELETE FROM dead_letters WHERE id = ?", (message_id,))
 

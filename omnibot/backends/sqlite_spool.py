@@ -1,12 +1,13 @@
 """The spool in front of the SQLite queue: web threads append, workers import into the queue.
 
 With ``QUEUE_SPOOL`` on, a put does not write the SQLite file. The calling
-thread appends the message as one line to its own spool file
-(:mod:`omnibot.backends.spool_files`), which is one ``write()`` system call,
-and returns. Before a worker leases, :class:`SpoolImporter` moves every new
-line of every spool file into the queue in one SQLite transaction, claims
-included. A put in the web process thus takes no write turn of the SQLite
-file and waits for no other process.
+thread appends the message as one line to a spool file that no other
+thread is writing (:mod:`omnibot.backends.spool_files`), which is one
+``write()`` system call, and returns. When a worker thread finds no ready
+message, :class:`SpoolImporter` moves the new lines of the spool files,
+up to 1 MB, into the queue in one SQLite transaction, claims included. A
+put in the web process thus takes no write turn of the SQLite file and
+waits for no other process.
 
 Durability: when ``write()`` returns, the line is in the kernel's page
 cache, so it survives a crash of any omnibot process, as a SQLite commit
@@ -31,7 +32,13 @@ import time
 import typing
 import weakref
 
-from omnibot.backends.spool_files import list_spool_files, read_lines, remove_abandoned_temporaries, writer_finished
+from omnibot.backends.spool_files import (
+    list_spool_files,
+    read_lines,
+    remove_abandoned_temporaries,
+    remove_spool_file,
+    writer_finished,
+)
 from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -171,7 +178,7 @@ class SpoolImporter:
         # Remembered, and finished files deleted, only once the transaction committed.
         self._imported_sizes = imported
         for name in finished:
-            _remove(os.path.join(self.directory, name))
+            remove_spool_file(os.path.join(self.directory, name))
         if cleanup:
             remove_abandoned_temporaries(self.directory, older_than=_ABANDONED_AFTER)
             self._next_cleanup = time.monotonic() + _CLEANUP_INTERVAL
@@ -289,15 +296,6 @@ def _reset_lock(reference: "weakref.ref[SpoolImporter]") -> None:
     importer = reference()
     if importer is not None:
         importer._busy = threading.Lock()
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as error:
-        logger.warning("cannot delete finished spool file %s: %s", path, error)
 
 
 def _log_duplicate(put: PendingPut) -> None:

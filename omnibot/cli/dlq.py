@@ -16,7 +16,6 @@ import time
 import typing
 
 from omnibot import backends
-from omnibot.backends.sqlite_spool import UNREADABLE_LINE_KEY
 from omnibot.cli import add_config_argument
 from omnibot.cli.common import settings_from_args
 from omnibot.errors import BackendUnavailable
@@ -170,17 +169,17 @@ def show_dead_letter(queue, args, out, err) -> int:
 
 
 def replay_dead_letters(queue, args, out, err) -> int:
-    """Replay one dead letter, or every dead letter with ``--all``; unreadable spool lines are never replayed."""
+    """Replay one dead letter, or every dead letter with ``--all``; letters the queue cannot replay are reported."""
     if not args.all:
-        letter = queue.dead_letter(args.id)
-        if letter is not None and is_unreadable_spool_line(letter):
+        try:
+            replayed = queue.replay(args.id)
+        except ValueError as error:
             print(
-                f"omnibot dlq: dead letter {args.id} is a spool line that could not be read, so no worker can "
-                f"process it; `omnibot dlq show {args.id}` prints it and `omnibot dlq purge` deletes it",
+                f"omnibot dlq: {error}; `omnibot dlq show {args.id}` prints it and `omnibot dlq purge` deletes it",
                 file=err,
             )
             return 1
-        if not queue.replay(args.id):
+        if not replayed:
             print(f"omnibot dlq: dead letter {args.id} not found; `omnibot dlq list` prints the ids", file=err)
             return 1
         print(f"replayed {args.id}", file=out)
@@ -197,13 +196,8 @@ def replay_dead_letters(queue, args, out, err) -> int:
     return 0
 
 
-def is_unreadable_spool_line(letter) -> bool:
-    """Return True for a dead letter whose body is a line of a spool file that could not be read."""
-    return isinstance(letter.body, dict) and set(letter.body) == {UNREADABLE_LINE_KEY}
-
-
 def replay_all(queue) -> typing.Tuple[int, int]:
-    """Replay every dead letter once; return how many were replayed and how many unreadable spool lines were skipped.
+    """Replay every dead letter once; return how many were replayed and how many the queue could not replay.
 
     Each round takes the oldest dead letters. A replayed message that fails
     again while this runs becomes the newest dead letter, so it sorts after
@@ -214,15 +208,17 @@ def replay_all(queue) -> typing.Tuple[int, int]:
     replayed = 0
     skipped = 0
     while True:
-        batch = [letter for letter in queue.dead_letters(limit=REPLAY_BATCH) if letter.id not in seen]
+        batch = [letter.id for letter in queue.dead_letters(limit=REPLAY_BATCH) if letter.id not in seen]
         if not batch:
             return replayed, skipped
-        for letter in batch:
-            seen.add(letter.id)
-            if is_unreadable_spool_line(letter):
+        for message_id in batch:
+            seen.add(message_id)
+            try:
+                if queue.replay(message_id):
+                    replayed += 1
+            except ValueError:
+                # The queue cannot replay it (a spool line that could not be read), so it stays a dead letter.
                 skipped += 1
-            elif queue.replay(letter.id):
-                replayed += 1
 
 
 def purge_dead_letters(queue, args, out, err) -> int:

@@ -168,19 +168,19 @@ def test_processes_importing_at_once_import_each_line_once(paths):
     writer.close()
 
 
-def test_finished_files_are_deleted_and_open_files_kept(make_spooled, paths, every_import_cleans_up):
+def test_import_deletes_only_finished_files(make_spooled, paths, every_import_cleans_up):
     closed = make_spooled()
     closed.put({"n": 1})
     closed.close()
     closed_files = set(list_spool_files(paths[1]))
-    kept = make_spooled()
-    kept.put({"n": 2})
-    [kept_file] = [name for name in list_spool_files(paths[1]) if name not in closed_files]
+    still_open = make_spooled()
+    still_open.put({"n": 2})
+    [open_file] = [name for name in list_spool_files(paths[1]) if name not in closed_files]
 
-    assert sorted(body["n"] for body in drain(kept)) == [1, 2]
-    assert kept.get(timeout=0.1) is None
+    assert sorted(body["n"] for body in drain(still_open)) == [1, 2]
+    assert still_open.get(timeout=0.1) is None
 
-    assert list(list_spool_files(paths[1])) == [kept_file]
+    assert list(list_spool_files(paths[1])) == [open_file]
 
 
 def test_threads_share_few_files(make_spooled, paths):
@@ -252,6 +252,10 @@ def test_unreadable_lines_go_to_dead_letters(make_spooled, paths, caplog):
     assert letters[2].error == "unreadable spool line: the message body is not a JSON object"
     assert all(letter.error.startswith("unreadable spool line") for letter in letters)
     assert "moved an unreadable line of spool file 4242-2-abc.spool at byte 0 to the dead letters" in caplog.text
+
+    with pytest.raises(ValueError, match="is a spool line that could not be read"):
+        queue.replay(letters[0].id)
+    assert len(queue.dead_letters()) == 3
 
 
 def test_large_backlog_is_imported_in_several_transactions(make_spooled, paths, monkeypatch):

@@ -17,6 +17,9 @@ Contestants, each served by gunicorn with the same options
 - ``omnibot-sqlite-spool``: the same on SQLite with ``QUEUE_SPOOL=1``: each
   event is appended to a spool file, and de-duplicated when a worker
   imports it into the queue (no worker runs here, so the spool only grows).
+- ``omnibot-redis-spool``: the same on Redis with ``QUEUE_SPOOL=1``: each
+  event is appended to a spool file, and a thread of each web process
+  forwards the new lines to the Redis stream, de-duplicating them there.
 
 Load: wrk (``-t2 -c32 -d15s`` after a 3 s warm-up) POSTs signed
 ``event_callback`` message events of about 1.3 KB. omnibot responds to an event
@@ -27,7 +30,9 @@ advance (unique ``event_id`` and message ``ts``), writes them to files, and
 a wrk Lua script sends each once. If a run outlasts its bodies, wrk starts
 over, omnibot takes those repeats for duplicates, and the result is flagged.
 After each omnibot run the queue depth is compared with the number of
-requests, which shows that every request was queued.
+requests, which shows that every request was queued. For
+``omnibot-redis-spool`` the depth is the stream length, read once the web
+processes have forwarded every spool line to Redis.
 
 Three rounds run the contestants interleaved (A B C D E, A B C D E, ...),
 each started afresh. The table gives the median and min-max of each
@@ -72,7 +77,12 @@ APP_ID = "A0BENCH01"
 EVENT_PATH = "/api/v1/slack/event"
 
 GUNICORN_ARGS = ["-w", "2", "-k", "gthread", "--threads", "4", "--reuse-port"]
-CONTESTANTS = ["bare", "verifier", "bolt", "omnibot-sqlite", "omnibot-sqlite-spool", "omnibot-redis"]
+CONTESTANTS = ["bare", "verifier", "bolt", "omnibot-sqlite", "omnibot-sqlite-spool", "omnibot-redis", "omnibot-redis-spool"]
+REDIS_CONTESTANTS = ("omnibot-redis", "omnibot-redis-spool")
+SPOOL_CONTESTANTS = ("omnibot-sqlite-spool", "omnibot-redis-spool")
+
+# Seconds the depth check waits for the web processes to forward their spool lines to Redis.
+FORWARD_PATIENCE = 60.0
 LABELS = {
     "bare": "bare Flask route returning 200",
     "verifier": "bare Flask + slack_sdk SignatureVerifier",
@@ -80,6 +90,7 @@ LABELS = {
     "omnibot-sqlite": "omnibot, SQLite queue and cache (default)",
     "omnibot-sqlite-spool": "omnibot, SQLite queue through spool files (QUEUE_SPOOL=1)",
     "omnibot-redis": "omnibot, Redis Streams queue and Redis cache",
+    "omnibot-redis-spool": "omnibot, Redis queue through spool files (QUEUE_SPOOL=1)",
 }
 
 OMNIBOT_CONFIG = f"""
@@ -281,11 +292,11 @@ class Contestant:
         os.makedirs(directory, exist_ok=True)
 
         if name.startswith("omnibot"):
-            if name == "omnibot-redis":
+            if name in REDIS_CONTESTANTS:
                 # The append-only file makes the Redis queue durable, as a production Redis would be configured.
                 self.redis = RedisServer(directory, ["--appendonly", "yes", "--appendfsync", "everysec"]).start()
             self.env = omnibot_environment(directory, self.redis.url if self.redis else None)
-            if name == "omnibot-sqlite-spool":
+            if name in SPOOL_CONTESTANTS:
                 self.env["QUEUE_SPOOL"] = "1"
             python, app = sys.executable, "omnibot.wsgi:app"
         elif name == "bolt":
@@ -307,12 +318,39 @@ class Contestant:
             return None
         from omnibot import backends
 
+        if self.name == "omnibot-redis-spool":
+            return self._forwarded_depth()
         spool = self.env.get("QUEUE_SPOOL") == "1"
         queue = backends.open_queue(self.env.get("QUEUE_URL"), self.env["OMNIBOT_DATA_DIR"], spool=spool)
         try:
             return queue.depth()
         finally:
             queue.close()
+
+    def _forwarded_depth(self) -> int:
+        """Wait until the web processes have forwarded every spool line, then return the stream's depth.
+
+        The queue opened here with the spool counts the stream and the lines
+        not forwarded yet, but it never forwards: its thread starts only at a
+        put or a get. The one opened without the spool counts the stream alone.
+        """
+        from omnibot import backends
+
+        url, data_dir = self.env["QUEUE_URL"], self.env["OMNIBOT_DATA_DIR"]
+        spooled = backends.open_queue(url, data_dir, spool=True)
+        stream = backends.open_queue(url, data_dir, spool=False)
+        try:
+            deadline = time.monotonic() + FORWARD_PATIENCE
+            while True:
+                in_stream, total = stream.depth(), spooled.depth()
+                if in_stream == total or time.monotonic() > deadline:
+                    if in_stream != total:
+                        print(f"  {self.name}: {total - in_stream} spool lines not forwarded after {FORWARD_PATIENCE:g} s", flush=True)
+                    return in_stream
+                time.sleep(0.1)
+        finally:
+            stream.close()
+            spooled.close()
 
     def stop(self) -> None:
         stop_all([self.web, self.redis])
@@ -412,7 +450,7 @@ def format_summary(summary: typing.Dict[str, dict]) -> str:
     lines = [format_table(["contestant", "req/s", "min-max", "x bare", "p50 ms", "p99 ms", "errors", "wrapped"], rows)]
 
     bolt = summary.get("bolt")
-    for name in ("omnibot-sqlite", "omnibot-sqlite-spool", "omnibot-redis"):
+    for name in ("omnibot-sqlite", "omnibot-sqlite-spool", "omnibot-redis", "omnibot-redis-spool"):
         figures = summary.get(name)
         if not figures or not bare:
             continue
@@ -510,8 +548,9 @@ def parse_arguments(argv) -> argparse.Namespace:
     unknown = sorted(set(args.contestants) - set(CONTESTANTS))
     if unknown:
         parser.error(f"unknown contestant(s) {', '.join(unknown)}; choose from {', '.join(CONTESTANTS)}")
-    if "omnibot-redis" in args.contestants and shutil.which("redis-server") is None:
-        parser.error("omnibot-redis needs redis-server on PATH; install Redis or leave that contestant out")
+    redis_contestants = [name for name in args.contestants if name in REDIS_CONTESTANTS]
+    if redis_contestants and shutil.which("redis-server") is None:
+        parser.error(f"{', '.join(redis_contestants)} need redis-server on PATH; install Redis or leave them out")
     return args
 
 

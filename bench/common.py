@@ -271,14 +271,15 @@ def stop_all(processes: typing.Iterable[typing.Optional[ChildProcess]]) -> None:
 def parse_backends(parser, value: str, known: typing.Sequence[str] = ("sqlite", "redis")) -> typing.List[str]:
     """Return the backends of a comma-separated ``--backends`` value; stop through ``parser`` when one is not in ``known``.
 
-    The Redis backend also needs ``redis-server`` on PATH, because each benchmark starts its own.
+    The Redis backends (``redis`` and names that start with ``redis-``) also
+    need ``redis-server`` on PATH, because each benchmark starts its own.
     """
     backends = [name.strip() for name in value.split(",") if name.strip()]
     unknown = sorted(set(backends) - set(known))
     if unknown:
         parser.error(f"unknown backend(s) {', '.join(unknown)}; use {', '.join(known)}")
-    if "redis" in backends and shutil.which("redis-server") is None:
-        parser.error("the redis backend needs redis-server on PATH; install Redis or pass --backends sqlite")
+    if any(name == "redis" or name.startswith("redis-") for name in backends) and shutil.which("redis-server") is None:
+        parser.error("the Redis backends need redis-server on PATH; install Redis or pass --backends sqlite")
     return backends
 
 

@@ -3,7 +3,8 @@
 Each measurement starts its own processes on 127.0.0.1: gunicorn for the web
 tier, 1 or more ``omnibot worker`` processes, a fresh SQLite data directory
 (``sqlite``, and ``sqlite-spool`` with ``QUEUE_SPOOL=1``) or a fresh
-``redis-server``, and one fake Slack process shared by all runs.
+``redis-server`` (``redis``, and ``redis-spool`` with ``QUEUE_SPOOL=1``),
+and one fake Slack process shared by all runs.
 The load generator POSTs signed ``message`` events to
 ``/api/v1/slack/event``; an ``echo`` handler replies to each with a
 ``chat.postMessage`` whose text carries the event's number and its send
@@ -86,8 +87,8 @@ EVENT_PATH = "/api/v1/slack/event"
 
 WARM_UP_EVENTS = 100
 
-# sqlite-spool is the SQLite queue with QUEUE_SPOOL=1.
-BACKENDS = ("sqlite", "sqlite-spool", "redis")
+# sqlite-spool and redis-spool are those queues with QUEUE_SPOOL=1.
+BACKENDS = ("sqlite", "sqlite-spool", "redis", "redis-spool")
 
 
 @dataclasses.dataclass
@@ -196,7 +197,10 @@ def parse_arguments(argv) -> argparse.Namespace:
     parser.add_argument(
         "--backends",
         default="sqlite,sqlite-spool,redis",
-        help="comma-separated: sqlite, sqlite-spool (SQLite with QUEUE_SPOOL=1), redis (default all three)",
+        help=(
+            "comma-separated: sqlite, sqlite-spool (SQLite with QUEUE_SPOOL=1), redis, "
+            "redis-spool (Redis with QUEUE_SPOOL=1) (default sqlite,sqlite-spool,redis)"
+        ),
     )
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker process counts (default 1,2,4)")
     parser.add_argument("--worker-threads", type=int, default=10, help="threads per worker process (default 10)")
@@ -259,9 +263,9 @@ def measure_cell(slack: FakeSlackProcess, backend: str, workers: int, args, work
     print(f"\n{backend}, {workers} worker(s): starting", flush=True)
 
     load_before = os.getloadavg()[0]
-    redis_server = RedisServer(cell_dir).start() if backend == "redis" else None
+    redis_server = RedisServer(cell_dir).start() if backend.startswith("redis") else None
     env = omnibot_environment(cell_dir, slack.api_url, redis_server.url if redis_server else None)
-    if backend == "sqlite-spool":
+    if backend.endswith("-spool"):
         env["QUEUE_SPOOL"] = "1"
     web = None
     worker_processes = []

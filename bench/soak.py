@@ -377,7 +377,9 @@ def parse_args(argv):
     parser.add_argument("--queue-url", help="QUEUE_URL for omnibot (default: SQLite in a temporary folder); Redis keys stay after the run")
     parser.add_argument("--cache-url", help="CACHE_URL for omnibot (default: SQLite in a temporary folder); Redis keys stay after the run")
     parser.add_argument(
-        "--spool", action="store_true", help="set QUEUE_SPOOL=1 for omnibot (SQLite only: puts go through spool files)"
+        "--queue-spool",
+        choices=("0", "1"),
+        help="QUEUE_SPOOL for omnibot (default unset: spool files on SQLite, none on Redis)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder with the logs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -404,7 +406,8 @@ def main(argv=None):
     # Production-like lease and backoff, so only killed workers cause redeliveries.
     calls_file = os.path.join(folder, "soak_calls.txt")
     env = {"QUEUE_VISIBILITY_TIMEOUT": "30", "QUEUE_RETRY_BACKOFF": "1", "PYTHONPATH": REPO, "SOAK_CALLS_FILE": calls_file}
-    env["QUEUE_SPOOL"] = "1" if args.spool else "0"
+    if args.queue_spool is not None:
+        env["QUEUE_SPOOL"] = args.queue_spool
     stack = Stack(folder, BASE_CONFIG + HANDLERS, slack.api_url, env=env, workers=0, web_workers=2,
                   queue_url=args.queue_url, cache_url=args.cache_url)
     memory = PeakMemory()

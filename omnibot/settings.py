@@ -65,8 +65,9 @@ class Settings:
         dedup_ttl: Seconds a seen Slack event id is remembered.
         callback_timeout: Seconds a worker waits for one queued callback
             (``CALLBACK_TIMEOUT``); 0 waits without a limit.
-        queue_spool: Append the puts of this process to the SQLite queue's
-            spool files (``QUEUE_SPOOL``, off by default; see docs/backends.rst).
+        queue_spool: Append the puts of this process to spool files in front
+            of the queue (``QUEUE_SPOOL``). None, when the variable is unset,
+            turns the spool on for SQLite and off for Redis; see docs/backends.rst.
         post_metadata: Mark each ``chat.postMessage`` of a queued message with
             message metadata so a redelivery does not post it twice
             (``OMNIBOT_POST_METADATA``, on by default, off with ``0``).
@@ -85,7 +86,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     dedup_ttl: float = 3600.0
     callback_timeout: float = DEFAULT_CALLBACK_TIMEOUT
-    queue_spool: bool = False
+    queue_spool: typing.Optional[bool] = None
     post_metadata: bool = True
     statsd_host: typing.Optional[str] = None
     statsd_port: int = 8125
@@ -115,7 +116,7 @@ class Settings:
             max_body_bytes=_env_int(environ, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             dedup_ttl=_env_float(environ, "DEDUP_TTL", 3600.0),
             callback_timeout=_env_float(environ, "CALLBACK_TIMEOUT", DEFAULT_CALLBACK_TIMEOUT),
-            queue_spool=_env_flag(environ, "QUEUE_SPOOL", False),
+            queue_spool=_env_flag(environ, "QUEUE_SPOOL", None),
             post_metadata=_env_flag(environ, "OMNIBOT_POST_METADATA", True),
             statsd_host=environ.get("STATSD_HOST") or None,
             statsd_port=_env_int(environ, "STATSD_PORT", 8125),

@@ -55,7 +55,7 @@ def open_queue(
     backoff_base: float = 1.0,
     backoff_max: float = 300.0,
     fail_fast: bool = False,
-    spool: bool = False,
+    spool: typing.Optional[bool] = None,
 ) -> Queue:
     """Open the work queue named by ``url`` (the ``QUEUE_URL`` setting).
 
@@ -77,6 +77,10 @@ def open_queue(
             Redis hangs.
         spool: For SQLite, append puts to spool files in
             ``<database file>-spool`` (:mod:`omnibot.backends.sqlite_spool`).
+            For Redis, append puts to spool files in ``<data_dir>/queue-spool``
+            and forward them to Redis from a thread of each process
+            (:mod:`omnibot.backends.redis_spool`).
+            None turns the spool on for SQLite and off for Redis.
 
     Raises:
         ValueError: When the URL scheme or a setting is not supported.
@@ -93,25 +97,39 @@ def open_queue(
 
     if scheme == _SQLITE_SCHEME:
         path = _sqlite_path(url, data_dir, "queue.db")
+        spool = True if spool is None else spool
         if spool:
             logger.info("Queue backend: SQLite file %s, puts through spool files in %s", path, spool_directory(path))
         else:
             logger.info("Queue backend: SQLite file %s, importing any spool files in %s", path, spool_directory(path))
         return SqliteQueue(path, spool_puts=spool, **settings)
 
-    if spool:
-        logger.warning("QUEUE_SPOOL applies to the SQLite queue only; the Redis queue ignores it")
-
     from omnibot.backends.redis_connection import create_client
     from omnibot.backends.redis_queue import RedisQueue
 
     client_url, prefix = _split_redis_prefix(url)
-    logger.info("Queue backend: %s, key prefix %s", _describe_redis_url(client_url), prefix)
+    # Only an explicit True turns the spool on for Redis.
+    if spool is True:
+        directory = redis_spool_directory(data_dir)
+        settings["spool_directory"] = directory
+        logger.info(
+            "Queue backend: %s, key prefix %s, puts through spool files in %s",
+            _describe_redis_url(client_url),
+            prefix,
+            directory,
+        )
+    else:
+        logger.info("Queue backend: %s, key prefix %s", _describe_redis_url(client_url), prefix)
     if fail_fast:
         client_settings, block_interval = _fail_fast_settings(client_url)
         client = create_client(client_url, **client_settings)
         return RedisQueue(client, key_prefix=prefix, block_interval=block_interval, **settings)
     return RedisQueue(create_client(client_url), key_prefix=prefix, **settings)
+
+
+def redis_spool_directory(data_dir: str) -> str:
+    """Return the spool directory of a Redis queue with ``QUEUE_SPOOL=1``: ``<data_dir>/queue-spool``, absolute."""
+    return os.path.abspath(os.path.join(data_dir, "queue-spool"))
 
 
 def open_cache(url: typing.Optional[str], data_dir: str, *, fail_fast: bool = False) -> Cache:

@@ -47,7 +47,9 @@ class Queue(abc.ABC):
         """Store ``body`` durably and return its message id."""
 
     @abc.abstractmethod
-    def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
+    def put_unless_claimed(
+        self, body: dict, claims: typing.Sequence[str], ttl: float, *, exact: bool = False
+    ) -> typing.Optional[str]:
         """Claim every key of ``claims`` for ``ttl`` seconds and store ``body``, as one atomic step.
 
         When a key is already claimed and its claim has not expired, nothing
@@ -56,6 +58,14 @@ class Queue(abc.ABC):
         is returned. A failure stores and claims nothing, so a retry of the
         same body is accepted. Claims are stored beside the messages, so
         all processes that put on one queue share the same claims.
+
+        A queue whose puts go through spool files appends the body and
+        returns its id, and checks the claims later, when it moves the line
+        into the queue: a duplicate is dropped there. With ``exact`` it
+        moves the spooled lines first and then claims and stores in one
+        step, so the return value is None for a key that an earlier put
+        claimed. Callers set it for a put that is likely a duplicate, such
+        as a Slack retry, because it costs a write of the queue store.
 
         Raises:
             ValueError: When ``ttl`` is not positive.

@@ -9,6 +9,9 @@ Redis Cluster keeps them in one slot and the Lua scripts below may use them toge
   ``omnibot:{NAME}:delayed_messages`` (hash): failed messages waiting for their backoff.
 - ``omnibot:{NAME}:dead_letters`` (hash) and ``omnibot:{NAME}:dead_letters_by_time``
   (sorted set, score = failure time): the dead letters.
+- ``omnibot:{NAME}:claim:<key>``: the claims of :meth:`RedisQueue.put_unless_claimed`, which expire.
+- ``omnibot:{NAME}:spool_offset:<file>``: how far a spool file was forwarded
+  into the stream, when puts go through spool files (:mod:`omnibot.backends.redis_spool`).
 
 A stream entry has one field, ``message``: the JSON object ``{"id", "body",
 "prior_attempts"}``. The attempt count of a delivery is ``prior_attempts``
@@ -33,6 +36,10 @@ from omnibot.backends.base import DeadLetter, Delivery, Queue
 from omnibot.backends.redis_connection import RedisClient, describe_client, socket_timeout_of, translate_errors
 from omnibot.backends.redis_lease_renewal import RENEW_SCRIPT, renew_arguments
 from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
+from omnibot.backends.redis_records import decode_dead_letter, encode_dead_letter, encode_message
+from omnibot.backends.redis_spool import SpoolForwarder, SpoolKeys
+from omnibot.backends.spool_files import SpoolWriter
+from omnibot.backends.spool_records import UNREADABLE_LINE_KEY, PendingPut
 from omnibot.backends.retry_policy import RetryPolicy
 from omnibot.backends.unique_ids import new_id
 from omnibot.errors import BackendUnavailable
@@ -232,6 +239,10 @@ class RedisQueue(Queue):
         claim_interval: Maximum seconds between two scans for expired leases
             by one process while its reads keep finding new messages. A read
             that finds none makes the next ``get`` scan.
+        spool_directory: When given, puts append to spool files in this
+            directory, created when missing, and a thread of each process
+            that puts or gets forwards them to the stream
+            (:mod:`omnibot.backends.redis_spool`).
 
     Raises:
         ValueError: When a setting is out of range.
@@ -252,6 +263,7 @@ class RedisQueue(Queue):
         block_interval: float = 1.0,
         promote_interval: float = 0.5,
         claim_interval: float = 1.0,
+        spool_directory: typing.Optional[str] = None,
     ):
         self.policy = RetryPolicy(visibility_timeout, max_attempts, backoff_base, backoff_max)
         _check_block_interval(client, block_interval)
@@ -283,9 +295,26 @@ class RedisQueue(Queue):
         self._put_unless_claimed_script = client.register_script(_PUT_UNLESS_CLAIMED_SCRIPT)
         self._renew_script = client.register_script(RENEW_SCRIPT)
 
+        self._spool_writer: typing.Optional[SpoolWriter] = None
+        self._forwarder: typing.Optional[SpoolForwarder] = None
+        if spool_directory is not None:
+            self._spool_writer = SpoolWriter(spool_directory)
+            keys = SpoolKeys(
+                stream=self.stream,
+                dead_letters=self._dead_letters,
+                dead_letters_by_time=self._dead_letters_by_time,
+                claim_prefix=self._claim_prefix,
+                offset_prefix=f"{key_prefix}:{{{name}}}:spool_offset:",
+            )
+            self._forwarder = SpoolForwarder(spool_directory, client, keys, self._location, self._warn_if_long)
+
     @property
     def keys(self) -> typing.List[str]:
-        """Every fixed Redis key of this queue; claim keys, which expire, start with ``<prefix>:{<name>}:claim:``."""
+        """Every fixed Redis key of this queue.
+
+        Claim keys start with ``<prefix>:{<name>}:claim:`` and the offsets of
+        spool files with ``<prefix>:{<name>}:spool_offset:``; both expire.
+        """
         return [self.stream, self._delayed, self._delayed_messages, self._dead_letters, self._dead_letters_by_time]
 
     def put(self, body: dict) -> str:
@@ -293,9 +322,18 @@ class RedisQueue(Queue):
 
         One round trip sends XADD (never with MAXLEN, so nothing unprocessed is
         dropped) and XLEN, to warn when the backlog exceeds ``max_length_warning``.
+        With a spool directory, the put appends a line to a spool file instead
+        and returns without a round trip.
+
+        Raises:
+            BackendUnavailable: Redis, or with a spool directory the spool
+                file, could not be written.
         """
+        if self._spool_writer is not None:
+            return self._spool(PendingPut(new_id(), time.time(), 0.0, (), json.dumps(body)))
+
         message_id = new_id()
-        message = _encode_message(message_id, body, prior_attempts=0)
+        message = encode_message(message_id, body, prior_attempts=0)
 
         with translate_errors(self._location):
             pipe = self._client.pipeline(transaction=False)
@@ -306,16 +344,31 @@ class RedisQueue(Queue):
         self._warn_if_long(length)
         return message_id
 
-    def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
+    def put_unless_claimed(
+        self, body: dict, claims: typing.Sequence[str], ttl: float, *, exact: bool = False
+    ) -> typing.Optional[str]:
         """Claim ``claims`` and append ``body`` in one Lua script (one round trip); None when a key was claimed already.
+
+        With a spool directory, the put appends a line to a spool file and
+        returns its id. The claims are checked when the line is forwarded,
+        and a duplicate is dropped there. With ``exact`` as well, the put
+        first forwards the spool files of this host in the calling thread,
+        then runs the script, so its return value is exact.
 
         Raises:
             ValueError: When ``ttl`` is not positive.
+            BackendUnavailable: Redis, or the spool file, could not be written.
         """
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        if self._forwarder is not None:
+            if not exact:
+                return self._spool(PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body)))
+            # A line spooled earlier sets its claim keys only when it is forwarded.
+            self._forwarder.forward_waiting()
+
         message_id = new_id()
-        message = _encode_message(message_id, body, prior_attempts=0)
+        message = encode_message(message_id, body, prior_attempts=0)
         keys = [self.stream] + [self._claim_prefix + claim for claim in dict.fromkeys(claims)]
 
         with translate_errors(self._location):
@@ -338,6 +391,9 @@ class RedisQueue(Queue):
         """
         deadline = time.monotonic() + max(timeout, 0.0)
         consumer = _consumer_name()
+        if self._forwarder is not None:
+            # A worker process forwards the files that stopped web processes left.
+            self._forwarder.start()
 
         with translate_errors(self._location):
             while True:
@@ -375,11 +431,11 @@ class RedisQueue(Queue):
         dead = self.policy.is_exhausted(attempts)
 
         if dead:
-            record = _encode_dead_letter(delivery.id, original["body"], attempts, error)
+            record = encode_dead_letter(delivery.id, original["body"], attempts, error)
             settled = self._settle(lease, "dead", delivery.id, record, 0.0)
         else:
             delay = self.policy.backoff(attempts)
-            retry = _encode_message(delivery.id, original["body"], prior_attempts=attempts)
+            retry = encode_message(delivery.id, original["body"], prior_attempts=attempts)
             settled = self._settle(lease, "retry", delivery.id, retry, delay)
 
         if not settled:
@@ -406,14 +462,17 @@ class RedisQueue(Queue):
         return [bool(flag) for flag in renewed]
 
     def depth(self) -> int:
-        """Return how many messages wait, are leased or wait for a retry (dead letters excluded)."""
+        """Return how many messages wait, are leased or wait for a retry (dead letters excluded).
+
+        Lines of this host's spool files that are not forwarded yet count too.
+        """
         with translate_errors(self._location):
             pipe = self._client.pipeline(transaction=False)
             pipe.xlen(self.stream)
             pipe.zcard(self._delayed)
             in_stream, delayed = pipe.execute()
 
-        return in_stream + delayed
+        return self._add_spooled(in_stream) + delayed
 
     def stats(self) -> typing.Dict[str, int]:
         """Count the messages by state.
@@ -422,6 +481,7 @@ class RedisQueue(Queue):
             A dict with ``ready``, ``leased``, ``delayed`` (waiting for the
             backoff after a failure) and ``dead`` (dead letters). A message
             whose lease expired counts as leased until a worker claims it.
+            Lines of this host's spool files that are not forwarded yet count as ready.
         """
         with translate_errors(self._location):
             self._ensure_group()
@@ -433,7 +493,8 @@ class RedisQueue(Queue):
             in_stream, pending, delayed, dead = pipe.execute()
 
         leased = pending["pending"]
-        return {"ready": in_stream - leased, "leased": leased, "delayed": delayed, "dead": dead}
+        ready = self._add_spooled(in_stream) - leased
+        return {"ready": ready, "leased": leased, "delayed": delayed, "dead": dead}
 
     def dead_letters(self, limit: int = 100) -> typing.List[DeadLetter]:
         """List up to ``limit`` dead letters, oldest failure first."""
@@ -448,7 +509,7 @@ class RedisQueue(Queue):
 
         # A record can vanish between the two reads when another process purges or replays it.
         return [
-            _decode_dead_letter(record, failed_at)
+            decode_dead_letter(record, failed_at)
             for (_, failed_at), record in zip(failures, records)
             if record is not None
         ]
@@ -464,21 +525,28 @@ class RedisQueue(Queue):
         if record is None:
             return None
 
-        return _decode_dead_letter(record, failed_at or 0.0)
+        return decode_dead_letter(record, failed_at or 0.0)
 
     def replay(self, message_id: str) -> bool:
         """Move a dead letter back to the stream, keeping its id and resetting its attempts.
 
         Returns:
             False when ``message_id`` is not a dead letter.
+
+        Raises:
+            ValueError: The dead letter is a spool line that could not be
+                read, which no worker can process.
         """
         with translate_errors(self._location):
             record = self._client.hget(self._dead_letters, message_id)
             if record is None:
                 return False
 
-            body = dict(json.loads(record)["body"], replayed_at=time.time())
-            message = _encode_message(message_id, body, prior_attempts=0)
+            original = json.loads(record)["body"]
+            if set(original) == {UNREADABLE_LINE_KEY}:
+                raise ValueError(f"dead letter {message_id} is a spool line that could not be read, so no worker can process it")
+            body = dict(original, replayed_at=time.time())
+            message = encode_message(message_id, body, prior_attempts=0)
             replayed = self._replay_script(
                 keys=[self._dead_letters, self._dead_letters_by_time, self.stream],
                 args=[message_id, message],
@@ -513,8 +581,13 @@ class RedisQueue(Queue):
         """Remove this process's consumers that hold no entries from the group, then close the client.
 
         Without this, every restarted process would leave its consumer names
-        in the group for good.
+        in the group for good. With a spool directory, this process's
+        forwarder first forwards what is left, for at most about 5 seconds.
         """
+        if self._forwarder is not None:
+            self._spool_writer.close()
+            self._forwarder.stop()
+
         prefix = _consumer_prefixes.get()
         try:
             with translate_errors(self._location):
@@ -527,6 +600,22 @@ class RedisQueue(Queue):
             logger.warning("Could not remove idle consumers from stream %s: %s", self.stream, exc)
 
         self._client.close()
+
+    def _spool(self, put: PendingPut) -> str:
+        """Append ``put`` to a spool file, wake the forwarder and return the message id."""
+        self._spool_writer.append(put.to_line())
+        self._forwarder.notify()
+        return put.message_id
+
+    def _add_spooled(self, in_stream: int) -> int:
+        """Return ``in_stream`` plus the spool lines not forwarded yet, both read at one instant when there are spool files."""
+        if self._forwarder is None:
+            return in_stream
+        snapshot = self._forwarder.stream_length_and_waiting()
+        if snapshot is None:
+            return in_stream
+        length, waiting = snapshot
+        return length + waiting
 
     def _get_once(self, consumer: str, remaining: float) -> typing.Optional[Delivery]:
         self._ensure_group()
@@ -630,7 +719,7 @@ class RedisQueue(Queue):
             f"lease expired: no ack or fail within the visibility timeout of {self.policy.visibility_timeout:g} s "
             "(the worker died, or could not renew its lease)"
         )
-        record = _encode_dead_letter(delivery.id, delivery.body, attempts, error)
+        record = encode_dead_letter(delivery.id, delivery.body, attempts, error)
 
         if self._settle(delivery.receipt, "dead", delivery.id, record, 0.0):
             logger.warning(
@@ -688,10 +777,6 @@ def _consumer_name() -> str:
     return f"{_consumer_prefixes.get()}{threading.get_ident()}"
 
 
-def _encode_message(message_id: str, body: dict, *, prior_attempts: int) -> str:
-    return json.dumps({"id": message_id, "body": body, "prior_attempts": prior_attempts})
-
-
 def _delivery_from_lease(lease: StreamLease) -> Delivery:
     message = json.loads(lease.message)
     return Delivery(
@@ -699,21 +784,6 @@ def _delivery_from_lease(lease: StreamLease) -> Delivery:
         body=message["body"],
         attempts=message["prior_attempts"] + lease.delivery_count,
         receipt=lease,
-    )
-
-
-def _encode_dead_letter(message_id: str, body: dict, attempts: int, error: str) -> str:
-    return json.dumps({"id": message_id, "body": body, "attempts": attempts, "error": error})
-
-
-def _decode_dead_letter(record: str, failed_at: float) -> DeadLetter:
-    fields = json.loads(record)
-    return DeadLetter(
-        id=fields["id"],
-        body=fields["body"],
-        attempts=fields["attempts"],
-        error=fields["error"],
-        failed_at=float(failed_at),
     )
 
 

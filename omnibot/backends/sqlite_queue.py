@@ -127,18 +127,28 @@ class SqliteQueue(Queue):
         """
         return self._submit(PendingPut(new_id(), time.time(), 0.0, (), json.dumps(body)))
 
-    def put_unless_claimed(self, body: dict, claims: typing.Sequence[str], ttl: float) -> typing.Optional[str]:
+    def put_unless_claimed(
+        self, body: dict, claims: typing.Sequence[str], ttl: float, *, exact: bool = False
+    ) -> typing.Optional[str]:
         """Claim ``claims`` and insert ``body`` in one transaction; None when a key was claimed already.
 
         The claims are rows of the ``claims`` table of the same file, so the
-        transaction that stores the message also stores its claims.
+        transaction that stores the message also stores its claims. With
+        ``exact``, the put imports the spool files first, in a transaction
+        of its own, and then writes to the file even when puts go through
+        the spool.
 
         Raises:
             ValueError: When ``ttl`` is not positive.
         """
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
-        return self._submit(PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body)))
+        put = PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body))
+        if exact:
+            # A line that an earlier put spooled holds its claims only once it is imported.
+            self._spool_importer.import_waiting()
+            return self._puts.submit(put)
+        return self._submit(put)
 
     def _submit(self, put: PendingPut) -> typing.Optional[str]:
         """Append ``put`` to a spool file and return its id, or write it with the batch it lands in."""
@@ -196,20 +206,24 @@ class SqliteQueue(Queue):
         previous lease expired. The lease lasts ``visibility_timeout`` seconds
         and counts as one more attempt. A message whose lease expired after its
         last allowed attempt is dead-lettered here instead of being delivered.
+        Before it returns None, it imports the spool files, unless another
+        thread of this process is importing them at that moment.
         """
         deadline = time.monotonic() + max(timeout, 0.0)
         pause = _FIRST_POLL_PAUSE
 
         while True:
             delivery = self._lease_next()
+            remaining = deadline - time.monotonic()
             # Spool files are imported only when nothing is ready, so a busy
-            # queue takes them in large batches and few transactions.
-            if delivery is None and self._spool_importer.import_due():
+            # queue takes them in large batches and few transactions. The last
+            # look before returning None imports even right after another
+            # import, so that it sees what was spooled before the call.
+            if delivery is None and self._spool_importer.import_due(last_look=remaining <= 0):
                 delivery = self._lease_next()
             if delivery is not None:
                 return delivery
 
-            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
 

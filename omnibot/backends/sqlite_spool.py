@@ -24,7 +24,6 @@ message whose claim key was claimed already, by an earlier import or by
 another line of the same import, is dropped at import and logged.
 """
 
-import json
 import logging
 import os
 import threading
@@ -39,6 +38,8 @@ from omnibot.backends.spool_files import (
     remove_spool_file,
     writer_finished,
 )
+# sqlite_queue imports UNREADABLE_LINE_KEY and PendingPut from this module.
+from omnibot.backends.spool_records import UNREADABLE_LINE_KEY, PendingPut, log_duplicate  # noqa: F401
 from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool_offsets (
     file TEXT PRIMARY KEY,
     offset INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS spool_line_counts (
+    file TEXT PRIMARY KEY,
+    lines INTEGER NOT NULL
 );
 """
 
@@ -61,43 +66,9 @@ _CLEANUP_INTERVAL = 1.0
 # in transactions short enough for the other writers of the SQLite file.
 _READ_LIMIT = 1024 * 1024
 
-# The one key of a dead letter's body that contains a spool line that could not be read.
-UNREADABLE_LINE_KEY = "unreadable_spool_line"
-
 # Seconds after which a spool file that its writer never renamed, and that
 # no process keeps open, is deleted. It contains no acknowledged line.
 _ABANDONED_AFTER = 60.0
-
-
-class PendingPut(typing.NamedTuple):
-    """A message to insert, encoded, with its claim keys: one line of a spool file, or one put of a batch."""
-
-    message_id: str
-    received_at: float
-    ttl: float
-    claims: typing.Tuple[str, ...]
-    encoded: str
-
-    def to_line(self) -> bytes:
-        """Return the line: tab-separated fields, the JSON body last."""
-        claims = json.dumps(self.claims) if self.claims else ""
-        return f"{self.message_id}\t{self.received_at!r}\t{self.ttl!r}\t{claims}\t{self.encoded}".encode("utf-8")
-
-    @classmethod
-    def from_line(cls, line: bytes) -> "PendingPut":
-        """Parse a line written by :meth:`to_line`.
-
-        Raises:
-            ValueError: The line is not one (UnicodeDecodeError and JSONDecodeError are ValueErrors).
-        """
-        fields = line.decode("utf-8").split("\t", 4)
-        if len(fields) != 5:
-            raise ValueError(f"expected 5 tab-separated fields, found {len(fields)}")
-        message_id, received_at, ttl, claims, encoded = fields
-        # The body is parsed here, so that a damaged one goes to the dead letters and not to a worker's lease.
-        if not isinstance(json.loads(encoded), dict):
-            raise ValueError("the message body is not a JSON object")
-        return cls(message_id, float(received_at), float(ttl), tuple(json.loads(claims)) if claims else (), encoded)
 
 
 class SpoolImporter:
@@ -126,21 +97,38 @@ class SpoolImporter:
         self._next_cleanup = 0.0
         # The sizes that this process last imported to the end, so that an import with nothing new skips the transaction.
         self._imported_sizes: typing.Dict[str, int] = {}
+        # {file: (offset, newlines before it)}, so that counting a file's lines reads each byte once per process.
+        self._counted: typing.Dict[str, typing.Tuple[int, int]] = {}
+        self._counted_lock = threading.Lock()
 
-    def import_due(self) -> int:
+    def import_due(self, last_look: bool = False) -> int:
         """Import new lines unless this process imported less than a few ms ago or is importing now.
+
+        Args:
+            last_look: Import even when this process imported a few ms ago,
+                but not while another of its threads imports.
 
         Returns:
             How many lines were read; 0 when the import was skipped.
         """
         now = time.monotonic()
-        if now < self._next_import or not self._busy.acquire(blocking=False):
+        if (now < self._next_import and not last_look) or not self._busy.acquire(blocking=False):
             return 0
         try:
             self._next_import = now + _IMPORT_INTERVAL
             return self.import_now()
         finally:
             self._busy.release()
+
+    def import_waiting(self) -> int:
+        """Import new lines now, after any import of this process that is running; return how many were read.
+
+        Raises:
+            BackendUnavailable: The SQLite file could not be written.
+        """
+        with self._busy:
+            self._next_import = time.monotonic() + _IMPORT_INTERVAL
+            return self.import_now()
 
     def import_now(self) -> int:
         """Import the new lines of every spool file and return how many were read.
@@ -209,9 +197,15 @@ class SpoolImporter:
 
         for put, message_id in zip(puts, self._insert_puts(conn, puts, now)):
             if message_id is None:
-                _log_duplicate(put)
+                log_duplicate(logger, put)
 
         conn.execute("INSERT OR REPLACE INTO spool_offsets (file, offset) VALUES (?, ?)", (name, end))
+        # Lines read so far, for count_waiting(). A file that an import
+        # before this table existed began has no row, and is counted by reading.
+        if offset == 0:
+            conn.execute("INSERT OR REPLACE INTO spool_line_counts (file, lines) VALUES (?, ?)", (name, len(lines)))
+        else:
+            conn.execute("UPDATE spool_line_counts SET lines = lines + ? WHERE file = ?", (len(lines), name))
         return len(lines), end
 
     def _settle_finished(self, conn, sizes: typing.Dict[str, int], imported: typing.Dict[str, int]) -> typing.List[str]:
@@ -256,24 +250,31 @@ class SpoolImporter:
         for (name,) in conn.execute("SELECT file FROM spool_offsets").fetchall():
             if not os.path.exists(os.path.join(self.directory, name)):
                 conn.execute("DELETE FROM spool_offsets WHERE file = ?", (name,))
+                conn.execute("DELETE FROM spool_line_counts WHERE file = ?", (name,))
                 imported.pop(name, None)
         return finished
 
     def count_waiting(self) -> int:
         """Return how many lines of the spool files are not imported yet.
 
-        It reads every line not imported yet, so it costs as much as the
-        backlog is large. Duplicates and unreadable lines count too, until
-        an import drops them.
+        The lines of a file are its lines in total less the lines imported
+        from it, which the import stores. This process remembers how far it
+        counted each file, so a call reads only the bytes appended since the
+        last call. Duplicates and unreadable lines count too, until an
+        import drops them.
 
         Raises:
             BackendUnavailable: A spool file could not be read.
         """
         sizes = list_spool_files(self.directory)
+        with self._counted_lock:
+            for name in set(self._counted) - set(sizes):
+                del self._counted[name]
         if not sizes:
             return 0
         with self._db.connection() as conn:
             offsets = dict(conn.execute("SELECT file, offset FROM spool_offsets").fetchall())
+            imported_lines = dict(conn.execute("SELECT file, lines FROM spool_line_counts").fetchall())
 
         waiting = 0
         for name, size in sizes.items():
@@ -281,33 +282,44 @@ class SpoolImporter:
             if size <= offset:
                 continue
             try:
-                with open(os.path.join(self.directory, name), "rb") as spool_file:
-                    spool_file.seek(offset)
-                    while chunk := spool_file.read(_READ_LIMIT):
-                        waiting += chunk.count(b"\n")
+                if offset == 0 or name in imported_lines:
+                    # An import after the listing can make this negative.
+                    waiting += max(0, self._count_lines(name, size) - imported_lines.get(name, 0))
+                else:
+                    waiting += _count_newlines(os.path.join(self.directory, name), offset, size)
             except FileNotFoundError:
                 continue
             except OSError as error:
                 raise BackendUnavailable(f"cannot read spool file {name}: {error}") from error
         return waiting
 
+    def _count_lines(self, name: str, size: int) -> int:
+        """Return the number of whole lines in the first ``size`` bytes of a spool file, reading only what was not counted yet."""
+        with self._counted_lock:
+            counted_to, lines = self._counted.get(name, (0, 0))
+            if size > counted_to:
+                lines += _count_newlines(os.path.join(self.directory, name), counted_to, size)
+                self._counted[name] = (size, lines)
+                return lines
+        if size == counted_to:
+            return lines
+        # Counted further by a call with a newer listing; count this prefix alone.
+        return _count_newlines(os.path.join(self.directory, name), 0, size)
+
+
+def _count_newlines(path: str, start: int, end: int) -> int:
+    """Count the newline bytes of ``path`` from byte ``start`` up to byte ``end``."""
+    count = 0
+    with open(path, "rb") as spool_file:
+        spool_file.seek(start)
+        remaining = end - start
+        while remaining > 0 and (chunk := spool_file.read(min(_READ_LIMIT, remaining))):
+            count += chunk.count(b"\n")
+            remaining -= len(chunk)
+    return count
+
 
 def _reset_lock(reference: "weakref.ref[SpoolImporter]") -> None:
     importer = reference()
     if importer is not None:
         importer._busy = threading.Lock()
-
-
-def _log_duplicate(put: PendingPut) -> None:
-    """Log a dropped duplicate with the event id and Slack's retry headers when the body has them."""
-    try:
-        body = json.loads(put.encoded)
-        payload = body.get("payload") or {}
-        event_id = payload.get("event_id") if isinstance(payload, dict) else None
-    except (ValueError, AttributeError):
-        body, event_id = {}, None
-    if "retry_num" in body:
-        delivery = f"retry {body['retry_num']}, reason {body.get('retry_reason')}"
-    else:
-        delivery = "not marked as a Slack retry"
-    logger.info("ignored a duplicate delivery of event %s (%s), message %s", event_id, delivery, put.message_id)

@@ -93,7 +93,11 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     # Claiming the de-duplication keys and queueing is one atomic step, so a
     # failure leaves nothing claimed and Slack's retry is accepted.
     try:
-        message_id = runtime.queue.put_unless_claimed(envelope, dedup.event_keys(bot.app_id, payload), runtime.settings.dedup_ttl)
+        # A Slack retry is checked against the claims at once, even through a
+        # spool, so that the answer to a retry of a queued event says duplicate.
+        message_id = runtime.queue.put_unless_claimed(
+            envelope, dedup.event_keys(bot.app_id, payload), runtime.settings.dedup_ttl, exact=bool(retry)
+        )
     except BackendUnavailable as error:
         logger.error("queue backend unavailable (%s); responding 503 so Slack retries", error, extra=trace)
         return failure(503, "Queue backend unavailable; retry later.")

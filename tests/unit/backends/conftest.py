@@ -45,6 +45,7 @@ BACKENDS = [
 REDIS_FIXTURES = {
     "redis": ("redis_url", "redis_namespace"),
     "redis-cluster": ("redis_cluster_url", "redis_cluster_namespace"),
+    "redis-spool": ("redis_url", "redis_namespace"),
 }
 
 
@@ -67,13 +68,17 @@ def pytest_generate_tests(metafunc):
     here only. Modules elsewhere that import the fixture keep SQLite and Redis,
     because they do not import the Redis Cluster fixtures. A module that sets
     ``WITH_SQLITE_SPOOL = True`` also runs on "sqlite-spool": the SQLite queue
-    with puts through spool files.
+    with puts through spool files. One that sets ``WITH_REDIS_SPOOL = True``
+    also runs on "redis-spool": the Redis queue with puts through spool
+    files, forwarded to the Redis at REDIS_URL.
     """
     # The mark is made here, because pytest_configure above registers it only
     # for runs that load this conftest.py, not for modules that import it.
     if "backend" in metafunc.fixturenames:
         cluster = pytest.param("redis-cluster", id="redis-cluster", marks=pytest.mark.redis_cluster)
         spool = [pytest.param("sqlite-spool", id="sqlite-spool")] if getattr(metafunc.module, "WITH_SQLITE_SPOOL", False) else []
+        if getattr(metafunc.module, "WITH_REDIS_SPOOL", False):
+            spool.append(pytest.param("redis-spool", id="redis-spool", marks=pytest.mark.redis))
         metafunc.parametrize("backend", [*BACKENDS, *spool, cluster])
 
 
@@ -153,7 +158,7 @@ def _namespace(url):
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """The backend under test: "sqlite" or "redis", and in this directory also "redis-cluster"."""
+    """The backend under test: "sqlite" or "redis", and in this directory also "redis-cluster" and the spool variants."""
     return request.param
 
 
@@ -178,9 +183,10 @@ def make_queue(backend, tmp_path, request):
 
     else:
         url, name = _redis_target(backend, request)
+        spool = {"spool_directory": str(tmp_path / "queue-spool")} if backend == "redis-spool" else {}
 
         def open_queue(**settings):
-            queue = open_redis_queue(url, name, **settings)
+            queue = open_redis_queue(url, name, **{**spool, **settings})
             opened.append(queue)
             return queue
 

@@ -34,6 +34,9 @@ def test_default_queue_is_sqlite_in_data_dir(tmp_path, url):
 
     queue = open_queue(url, str(data_dir))
     queue.put({"n": 1})
+    # The put went to a spool file; the get imports it into the database.
+    assert (data_dir / "queue.db-spool").is_dir()
+    assert queue.get(timeout=1).body == {"n": 1}
     queue.close()
 
     assert isinstance(queue, SqliteQueue)

@@ -21,8 +21,9 @@ PATIENCE = 10.0
 # Long enough that no lease expires while a test runs.
 LONG_LEASE = 60.0
 
-# Every case here holds for the SQLite queue with puts through spool files too.
+# Every case here holds for the SQLite and the Redis queue with puts through spool files too.
 WITH_SQLITE_SPOOL = True
+WITH_REDIS_SPOOL = True
 
 
 def wait_for_dead_letters(queue):

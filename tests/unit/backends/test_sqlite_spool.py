@@ -3,6 +3,7 @@
 The cases every queue backend shares run on the spool too (test_queue.py).
 """
 
+import fcntl
 import json
 import logging
 import multiprocessing
@@ -89,6 +90,17 @@ def test_put_returns_id_and_message_waits_in_spool(make_spooled, paths):
     assert delivery.body == {"n": 1}
 
 
+def test_get_without_wait_sees_each_new_put(make_spooled):
+    queue = make_spooled()
+
+    for number in range(3):
+        queue.put({"n": number})
+        delivery = queue.get(timeout=0)
+        assert delivery is not None
+        assert delivery.body == {"n": number}
+        queue.ack(delivery)
+
+
 def test_duplicate_claims_are_dropped_at_import(make_spooled, caplog):
     queue = make_spooled()
     body = {"kind": "event", "payload": {"event_id": "Ev1"}, "retry_num": "1", "retry_reason": "http_timeout"}
@@ -103,6 +115,34 @@ def test_duplicate_claims_are_dropped_at_import(make_spooled, caplog):
     with caplog.at_level(logging.INFO, logger="omnibot.backends.sqlite_spool"):
         assert drain(queue) == [{"n": 1}, {"n": 3}]
     assert f"ignored a duplicate delivery of event Ev1 (retry 1, reason http_timeout), message {repeat}" in caplog.text
+
+
+def test_exact_put_sees_claims_of_spooled_lines(make_spooled):
+    web = make_spooled()
+    other_web = make_spooled()
+    first = web.put_unless_claimed({"n": 1}, ["event:Ev1"], LONG_TTL)
+
+    repeat = other_web.put_unless_claimed({"n": 2}, ["event:Ev1"], LONG_TTL, exact=True)
+    new = other_web.put_unless_claimed({"n": 3}, ["event:Ev2"], LONG_TTL, exact=True)
+
+    assert first
+    assert repeat is None
+    assert new
+    assert other_web.stats()["ready"] == 2
+    assert drain(web) == [{"n": 1}, {"n": 3}]
+
+
+def test_exact_put_claims_before_spooled_repeat(make_spooled, caplog):
+    queue = make_spooled()
+
+    first = queue.put_unless_claimed({"n": 1}, ["event:Ev1"], LONG_TTL, exact=True)
+    repeat = queue.put_unless_claimed({"n": 2}, ["event:Ev1"], LONG_TTL)
+
+    assert first
+    assert repeat
+    with caplog.at_level(logging.INFO, logger="omnibot.backends.sqlite_spool"):
+        assert drain(queue) == [{"n": 1}]
+    assert f"message {repeat}" in caplog.text
 
 
 def test_claim_made_before_spooling_stops_later_puts(make_spooled, paths):
@@ -267,6 +307,44 @@ def test_large_backlog_is_imported_in_several_transactions(make_spooled, paths, 
     assert [body["n"] for body in drain(queue)] == list(range(40))
 
 
+def test_waiting_count_follows_partial_imports(make_spooled, paths, monkeypatch):
+    monkeypatch.setattr(sqlite_spool, "_READ_LIMIT", 256)
+    write_spool_file(paths[1], "4242-3-abc.spool", b"".join(spool_line(f"m{n}", {"n": n}) for n in range(40)))
+    queue = make_spooled()
+    assert queue.stats()["ready"] == 40
+
+    queue._spool_importer.import_now()
+    with queue._db.connection() as conn:
+        [(imported,)] = conn.execute("SELECT lines FROM spool_line_counts").fetchall()
+    assert 0 < imported < 40
+    assert queue.stats()["ready"] == 40
+
+    with open(os.path.join(paths[1], "4242-3-abc.spool"), "ab") as spool_file:
+        spool_file.write(spool_line("m40", {"n": 40}) + b'{"torn":')
+    assert queue.stats()["ready"] == 41
+    assert queue.depth() == 41
+
+
+def test_waiting_count_without_line_counts_reads_file(make_spooled, paths):
+    write_spool_file(paths[1], "4242-3-abc.spool", b"".join(spool_line(f"m{n}", {"n": n}) for n in range(5)))
+    path = os.path.join(paths[1], "4242-3-abc.spool")
+    queue = make_spooled()
+
+    with open(path, "ab") as spool_file:
+        # A writer's lock, so that the import does not delete the file it read to the end.
+        fcntl.flock(spool_file.fileno(), fcntl.LOCK_SH)
+        queue._spool_importer.import_now()
+        # A file whose import began before the line counts were stored has an offset and no count.
+        with queue._db.connection() as conn:
+            conn.execute("DELETE FROM spool_line_counts")
+        spool_file.write(spool_line("m5", {"n": 5}) + spool_line("m6", {"n": 6}))
+        spool_file.flush()
+
+        assert queue.stats()["ready"] == 7
+        assert queue.depth() == 7
+        assert queue._spool_importer.count_waiting() == 2
+
+
 def _append_past_file_size_limit(directory, limit, outcome):
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -309,7 +387,7 @@ def test_event_route_queues_through_spool(tmp_path):
         repeat = client.post("/api/v1/slack/event", data=raw, headers=dict(headers, **{"X-Slack-Retry-Num": "1"}))
 
         assert first.get_json() == {"status": "success"}
-        assert repeat.get_json() == {"status": "success"}
+        assert repeat.get_json() == {"status": "success", "duplicate": True}
         assert os.listdir(str(tmp_path / "data" / "queue.db-spool"))
         assert [body["payload"]["event"]["text"] for body in drain(runtime.queue)] == ["hello"]
     finally:
@@ -341,4 +419,27 @@ def test_queue_spool_setting_opens_spool_beside_database(tmp_path, caplog):
         assert len(list_spool_files(str(tmp_path / "queue.db-spool"))) == 1
     finally:
         queue.close()
-    assert Settings.from_env({}).queue_spool is False
+
+
+def test_queue_spool_unset_means_on_for_sqlite(tmp_path):
+    settings = Settings.from_env({"OMNIBOT_DATA_DIR": str(tmp_path)})
+    assert settings.queue_spool is None
+    queue = backends.open_queue(None, settings.data_dir, spool=settings.queue_spool)
+
+    try:
+        queue.put({"n": 1})
+        assert len(list_spool_files(str(tmp_path / "queue.db-spool"))) == 1
+    finally:
+        queue.close()
+
+
+def test_queue_spool_off_writes_database(tmp_path):
+    settings = Settings.from_env({"QUEUE_SPOOL": "0", "OMNIBOT_DATA_DIR": str(tmp_path)})
+    queue = backends.open_queue(None, settings.data_dir, spool=settings.queue_spool)
+
+    try:
+        queue.put({"n": 1})
+        assert list_spool_files(str(tmp_path / "queue.db-spool")) == {}
+        assert queue.depth() == 1
+    finally:
+        queue.close()

@@ -1,0 +1,604 @@
+"""The spool in front of the Redis queue: web threads append lines, one thread per process forwards them to Redis.
+
+With ``QUEUE_SPOOL=1`` on Redis, a put appends the message as one line to a
+spool file in ``<data dir>/queue-spool`` (:mod:`omnibot.backends.spool_files`)
+and returns its id without a round trip to Redis. A
+:class:`SpoolForwarder` thread in each process that opened the queue wakes
+when a put appends, waits :data:`_BATCH_DELAY` for more lines, and moves
+the new lines into the stream, up to :data:`_MAX_BATCH_LINES` lines or
+:data:`_MAX_BATCH_BYTES` per script call. Once a second it also forwards
+the files of other processes of the host (a web process that stopped or
+died leaves lines) and deletes the files that are forwarded to their end
+and that no writer keeps open.
+
+Exactly once: Redis stores how far each file was forwarded, under
+``<prefix>:{NAME}:spool_offset:<file name>``. One Lua script per batch
+checks that the stored offset is the one the batch was read from, adds the
+batch and stores the new offset. A forwarder that finds another offset lost
+a race with another process: it continues from the stored offset. A script
+that fails adds nothing, unless Redis fails in the middle of it (see the
+NOTE at :data:`_FORWARD_SCRIPT`).
+
+De-duplication happens at forward time, as the SQLite spool does it at
+import: a line whose claim key is claimed already, by Redis or by an
+earlier line of the batch, is dropped and logged. Its claims expire ``ttl``
+seconds after the forward.
+
+While Redis is unreachable, puts keep succeeding and the lines wait on the
+web host's disk. The forwarder retries with a backoff of up to 1 s and
+forwards the backlog once Redis is reachable again. A host that never comes back
+loses the lines that it had not forwarded.
+"""
+
+import atexit
+import logging
+import os
+import threading
+import time
+import typing
+import weakref
+
+from omnibot.backend_outage import OutageLog
+from omnibot.backends.redis_connection import RedisClient, translate_errors
+from omnibot.backends.redis_records import encode_dead_letter, encode_spooled_message
+from omnibot.backends.spool_files import (
+    list_spool_files,
+    read_lines,
+    remove_abandoned_temporaries,
+    remove_spool_file,
+    writer_finished,
+)
+from omnibot.backends.spool_records import UNREADABLE_LINE_KEY, PendingPut, log_duplicate
+from omnibot.errors import BackendUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Seconds the thread waits after a put woke it, so that one script call carries the puts of that moment.
+_BATCH_DELAY = 0.002
+
+# Seconds between two forwards of every file of the directory when no put of this process wakes the thread.
+_POLL_INTERVAL = 1.0
+
+# Seconds between two checks for finished files, which cost a few system calls per file.
+_CLEANUP_INTERVAL = 1.0
+
+# Bounds of one script call. Redis runs no other command while a script runs, so a batch must stay short.
+_MAX_BATCH_LINES = 500
+_MAX_BATCH_BYTES = 1024 * 1024
+
+# Lifetime of an offset key, renewed by each forward of its file and every
+# _OFFSET_REFRESH_INTERVAL while the file exists, so that the keys of a
+# host that is gone for good vanish.
+_OFFSET_TTL = 3 * 24 * 3600.0
+_OFFSET_REFRESH_INTERVAL = 3600.0
+
+# Upper bound in seconds of the wait between two forwards that failed.
+_MAX_BACKOFF = 1.0
+_MIN_BACKOFF = 0.05
+
+# Seconds that close() and process exit spend on forwarding what is left.
+_STOP_TIMEOUT = 5.0
+
+# Seconds after which a spool file that its writer never renamed, and that
+# no process keeps open, is deleted. It contains no acknowledged line.
+_ABANDONED_AFTER = 60.0
+
+# Adds one batch of lines of one file to the queue, unless another forwarder
+# moved the file's offset since it was read. A line whose claim key exists
+# (set by an earlier put, or by an earlier line of this batch) is dropped.
+# KEYS: stream, offset key, dead_letters, dead_letters_by_time, then the
+#       claim keys of each line in line order
+# ARGV: expected offset, new offset, offset ttl in ms, line count, then two
+#       values per line: a header, and the record to store. The header of a
+#       put is "<claim count>:<claim ttl in ms>", that of an unreadable line
+#       "dead:<dead letter id>". Two values and not five, because packing the
+#       arguments is a large part of the forwarder's CPU time in redis-py.
+# Returns {0, stored offset} when the offset differs, else {1, stream
+# length, {outcome of each line: 1 added, 0 duplicate, 2 dead letter}}.
+# NOTE: Redis keeps the writes of a script that fails in the middle (out of
+# memory, say). The offset is stored last, so such a failure can add lines
+# that the retry adds again, but it never skips one.
+_FORWARD_SCRIPT = """
+local stored = redis.call('GET', KEYS[2]) or '0'
+if stored ~= ARGV[1] then
+    return {0, stored}
+end
+local clock = redis.call('TIME')
+local now = string.format('%.6f', tonumber(clock[1]) + tonumber(clock[2]) / 1000000)
+local outcomes = {}
+local key = 5
+local arg = 5
+for i = 1, tonumber(ARGV[4]) do
+    local header, record = ARGV[arg], ARGV[arg + 1]
+    arg = arg + 2
+    local separator = string.find(header, ':', 1, true)
+    local kind = string.sub(header, 1, separator - 1)
+    local claims = 0
+    if kind == 'dead' then
+        local id = string.sub(header, separator + 1)
+        redis.call('HSET', KEYS[3], id, record)
+        redis.call('ZADD', KEYS[4], now, id)
+        outcomes[i] = 2
+    else
+        claims = tonumber(kind)
+        local ttl = string.sub(header, separator + 1)
+        local duplicate = false
+        for j = key, key + claims - 1 do
+            if redis.call('EXISTS', KEYS[j]) == 1 then
+                duplicate = true
+                break
+            end
+        end
+        if duplicate then
+            outcomes[i] = 0
+        else
+            redis.call('XADD', KEYS[1], '*', 'message', record)
+            for j = key, key + claims - 1 do
+                redis.call('SET', KEYS[j], '1', 'PX', ttl)
+            end
+            outcomes[i] = 1
+        end
+    end
+    key = key + claims
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return {1, redis.call('XLEN', KEYS[1]), outcomes}
+"""
+
+# Reads the stream length and the offsets of spool files at one instant, so
+# that a line counts once, in the stream or in its file. A script and not a
+# MULTI transaction, because redis-py's cluster pipeline rejects MGET.
+# KEYS: stream, offset keys. Returns {stream length, offset or nil...}.
+_SNAPSHOT_SCRIPT = """
+local result = {redis.call('XLEN', KEYS[1])}
+for i = 2, #KEYS do
+    result[i] = redis.call('GET', KEYS[i])
+end
+return result
+"""
+
+# Renews the lifetime of the offset keys that exist. KEYS: offset keys; ARGV: ttl in ms.
+_REFRESH_OFFSETS_SCRIPT = """
+for i = 1, #KEYS do
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+return #KEYS
+"""
+
+
+class SpoolKeys(typing.NamedTuple):
+    """The Redis keys of one queue that a forward writes; all share the queue's hash tag."""
+
+    stream: str
+    dead_letters: str
+    dead_letters_by_time: str
+    claim_prefix: str
+    offset_prefix: str
+
+
+class _Line(typing.NamedTuple):
+    """One parsed line of a batch: a put, or the text of an unreadable line."""
+
+    start: int
+    put: typing.Optional[PendingPut]
+    text: str
+    error: str
+
+
+class _ProcessState:
+    """The forwarder's state in one process; a child of fork() starts with a new one and no thread."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.file_prefix = f"{self.pid}-"
+        # Held while a forward runs, so that a put with exact=True waits for the thread's forward.
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: typing.Optional[threading.Thread] = None
+        # The offset up to which each file was forwarded, as this process last saw it.
+        self.forwarded: typing.Dict[str, int] = {}
+        # Offset keys of deleted files whose deletion from Redis failed.
+        self.stale_offset_keys: typing.Set[str] = set()
+        self.next_cleanup = 0.0
+        self.next_offset_refresh = 0.0
+
+
+class SpoolForwarder:
+    """Forwards the lines of the spool files of one directory into a Redis queue.
+
+    Every process that uses it runs one daemon thread, started by
+    :meth:`notify` or :meth:`start`, and again in a child after fork().
+    The thread stops, after forwarding what is left, at :meth:`stop` or at
+    process exit.
+
+    Args:
+        directory: The spool directory.
+        client: The queue's Redis client.
+        keys: The queue's keys.
+        location: Where Redis is, without a password, for error messages.
+        on_length: Called with the stream length after each batch.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        client: RedisClient,
+        keys: SpoolKeys,
+        location: str,
+        on_length: typing.Callable[[int], None],
+    ):
+        self.directory = directory
+        self._client = client
+        self._keys = keys
+        self._location = location
+        self._on_length = on_length
+        self._forward_script = client.register_script(_FORWARD_SCRIPT)
+        self._refresh_script = client.register_script(_REFRESH_OFFSETS_SCRIPT)
+        self._snapshot_script = client.register_script(_SNAPSHOT_SCRIPT)
+        self._outage = OutageLog(logger, f"Redis queue at {location}, spool forwarder")
+        self._state: typing.Optional[_ProcessState] = None
+        self._closed = False
+
+        # A lock held by a parent thread at fork() would stay held in the child.
+        self._start_lock = threading.Lock()
+        reference = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _reset_start_lock(reference))
+        # Inherited by children of fork(), where stop() acts on the child's own thread.
+        atexit.register(_stop_at_exit, reference)
+
+    def notify(self) -> None:
+        """Wake this process's thread, starting it when needed, because a put appended a line."""
+        state = self.start()
+        if not state.wake.is_set():
+            state.wake.set()
+
+    def start(self) -> _ProcessState:
+        """Start this process's thread unless it runs or the forwarder is stopped; return the process's state."""
+        state = self._current()
+        if state.thread is not None or self._closed:
+            return state
+        with self._start_lock:
+            if state.thread is None and not self._closed:
+                state.thread = threading.Thread(
+                    target=self._run, args=(state,), name="omnibot-spool-forwarder", daemon=True
+                )
+                state.thread.start()
+        return state
+
+    def forward_waiting(self) -> int:
+        """Forward the new lines of every spool file now, in the calling thread; return how many lines were sent.
+
+        Raises:
+            BackendUnavailable: Redis could not be reached; the lines stay in the files.
+        """
+        state = self._current()
+        with state.lock:
+            return self._forward(state, own_only=False)
+
+    def stream_length_and_waiting(self) -> typing.Optional[typing.Tuple[int, int]]:
+        """Return the stream length and how many lines of the spool files are not forwarded yet, at one instant.
+
+        Duplicates and unreadable lines count too, until a forward drops
+        them. It reads every byte not forwarded yet, so it costs as much as
+        the backlog is large. Returns None when there are no spool files.
+
+        Raises:
+            BackendUnavailable: Redis could not be reached, or a spool file could not be read.
+        """
+        names = sorted(list_spool_files(self.directory))
+        if not names:
+            return None
+        with translate_errors(self._location):
+            length, *offsets = self._snapshot_script(keys=[self._keys.stream, *map(self._offset_key, names)])
+        waiting = sum(self._count_lines(name, int(offset or 0)) for name, offset in zip(names, offsets))
+        return int(length), waiting
+
+    def stop(self, timeout: typing.Optional[float] = None) -> None:
+        """Stop this process's thread and forward what is left, for at most about ``timeout`` seconds (default 5).
+
+        When Redis stays unreachable, the lines stay in the files and are
+        logged; any process that opens the queue with the spool forwards
+        them later.
+
+        NOTE: the bound is checked between attempts. One attempt can last
+        the client's socket timeout times its tries: under 2 s with the web
+        tier's fail-fast client, but up to about 20 s with the default client.
+        """
+        self._closed = True
+        state = self._state
+        if state is None or state.pid != os.getpid():
+            return
+        timeout = _STOP_TIMEOUT if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        state.stopping.set()
+        thread = state.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+        backoff = _MIN_BACKOFF
+        while True:
+            try:
+                with state.lock:
+                    self._forward(state, own_only=True)
+                    # The files that the queue closed before are finished now.
+                    state.next_cleanup = 0.0
+                    self._clean_up_due(state)
+                return
+            except BackendUnavailable as error:
+                if time.monotonic() + backoff >= deadline:
+                    logger.error(
+                        "stopped forwarding with %s lines of this process still in spool files in %s (%s); "
+                        "a process that opens the queue with QUEUE_SPOOL=1 forwards them once Redis is reachable",
+                        self._count_lines_locally(state),
+                        self.directory,
+                        error,
+                    )
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    # -- the thread -----------------------------------------------------------
+
+    def _current(self) -> _ProcessState:
+        state = self._state
+        if state is not None and state.pid == os.getpid():
+            return state
+        with self._start_lock:
+            if self._state is None or self._state.pid != os.getpid():
+                self._state = _ProcessState()
+            return self._state
+
+    def _run(self, state: _ProcessState) -> None:
+        """Forward on each wake-up and every second until stopped; retry with a backoff while Redis is unreachable."""
+        backoff = 0.0
+        next_full_pass = 0.0
+        while not state.stopping.is_set():
+            if backoff:
+                state.stopping.wait(backoff)
+            elif state.wake.wait(max(0.0, next_full_pass - time.monotonic())):
+                time.sleep(_BATCH_DELAY)
+            if state.stopping.is_set():
+                return
+            state.wake.clear()
+
+            full_pass = time.monotonic() >= next_full_pass or backoff > 0
+            try:
+                with state.lock:
+                    self._forward(state, own_only=not full_pass)
+                    if full_pass:
+                        self._clean_up_due(state)
+            except BackendUnavailable as error:
+                backoff = min(max(backoff * 2, _MIN_BACKOFF), _MAX_BACKOFF)
+                self._outage.failed(error, backoff)
+                continue
+            except Exception:
+                # The thread must outlive any error: the lines stay in the
+                # files, and a thread that died would never forward them.
+                backoff = _MAX_BACKOFF
+                logger.exception("forwarding spool files in %s failed; retrying in %.1f s", self.directory, backoff)
+                continue
+
+            if backoff:
+                self._outage.reached()
+            backoff = 0.0
+            if full_pass:
+                next_full_pass = time.monotonic() + _POLL_INTERVAL
+
+    # -- forwarding -----------------------------------------------------------
+
+    def _forward(self, state: _ProcessState, own_only: bool) -> int:
+        """Forward the new lines of this process's files, or of every file; the caller holds ``state.lock``."""
+        sizes = list_spool_files(self.directory)
+        if own_only:
+            sizes = {name: size for name, size in sizes.items() if name.startswith(state.file_prefix)}
+        # Sorted, so that the files of one process go roughly in the order they were started.
+        changed = [name for name in sorted(sizes) if state.forwarded.get(name) != sizes[name]]
+        if not changed:
+            return 0
+
+        sent = 0
+        with translate_errors(self._location):
+            # An offset this process stored or read is only a guess, because
+            # another process may have moved it since, but the script checks
+            # it. Reading only the unknown ones saves a round trip per forward.
+            unknown = [name for name in changed if name not in state.forwarded]
+            offsets = self._read_offsets(unknown) if unknown else {}
+            offsets.update((name, state.forwarded[name]) for name in changed if name in state.forwarded)
+            for name in changed:
+                count, offset = self._forward_file(name, offsets[name], sizes[name])
+                state.forwarded[name] = offset
+                sent += count
+        return sent
+
+    def _forward_file(self, name: str, offset: int, size: int) -> typing.Tuple[int, int]:
+        """Forward the whole lines of one file from ``offset`` up to about ``size``; return the count and the new offset."""
+        path = os.path.join(self.directory, name)
+        sent = 0
+        while offset < size:
+            try:
+                lines, end = read_lines(path, offset, _MAX_BATCH_BYTES)
+            except FileNotFoundError:
+                # Another process forwarded it to the end and deleted it since the listing.
+                break
+            if not lines:
+                break
+
+            start = offset
+            for batch_start in range(0, len(lines), _MAX_BATCH_LINES):
+                batch = lines[batch_start:batch_start + _MAX_BATCH_LINES]
+                batch_end = start + sum(len(line) + 1 for line in batch)
+                stored = self._forward_batch(name, start, batch, batch_end)
+                if stored is not None:
+                    # Another forwarder moved the offset: continue from there.
+                    offset = stored
+                    break
+                sent += len(batch)
+                start = batch_end
+            else:
+                offset = end
+        return sent, offset
+
+    def _forward_batch(self, name: str, start: int, lines: typing.List[bytes], end: int) -> typing.Optional[int]:
+        """Run the script for one batch; return None when it was added, or the stored offset when another forwarder moved it."""
+        parsed = _parse_lines(lines, start)
+        keys = [self._keys.stream, self._offset_key(name), self._keys.dead_letters, self._keys.dead_letters_by_time]
+        args: typing.List[typing.Union[str, int]] = [start, end, int(_OFFSET_TTL * 1000), len(parsed)]
+        for line in parsed:
+            if line.put is None:
+                message_id = _dead_letter_id(name, line.start)
+                record = encode_dead_letter(message_id, {UNREADABLE_LINE_KEY: line.text}, 0, f"unreadable spool line: {line.error}")
+                args += [f"dead:{message_id}", record]
+                continue
+            claims = list(dict.fromkeys(line.put.claims))
+            keys += [self._keys.claim_prefix + claim for claim in claims]
+            record = encode_spooled_message(line.put.message_id, line.put.encoded)
+            args += [f"{len(claims)}:{max(1, int(line.put.ttl * 1000))}", record]
+
+        reply = self._forward_script(keys=keys, args=args)
+        if int(reply[0]) == 0:
+            return int(reply[1])
+
+        for line, outcome in zip(parsed, reply[2]):
+            if outcome == 0:
+                log_duplicate(logger, line.put)
+            elif outcome == 2:
+                logger.error(
+                    "moved an unreadable line of spool file %s at byte %d to the dead letters as %s: %s",
+                    name, line.start, _dead_letter_id(name, line.start), line.error,
+                )
+        self._on_length(int(reply[1]))
+        return None
+
+    def _read_offsets(self, names: typing.Sequence[str]) -> typing.Dict[str, int]:
+        values = self._client.mget([self._offset_key(name) for name in names])
+        return {name: int(value) if value is not None else 0 for name, value in zip(names, values)}
+
+    def _offset_key(self, name: str) -> str:
+        return self._keys.offset_prefix + name
+
+    # -- cleanup --------------------------------------------------------------
+
+    def _clean_up_due(self, state: _ProcessState) -> None:
+        """Once a second, delete finished files and their offset keys; once an hour, renew the offset keys."""
+        now = time.monotonic()
+        if now < state.next_cleanup:
+            return
+        state.next_cleanup = now + _CLEANUP_INTERVAL
+
+        sizes = list_spool_files(self.directory)
+        finished = self._finished_files(state, sizes)
+        for name in finished:
+            remove_spool_file(os.path.join(self.directory, name))
+            state.forwarded.pop(name, None)
+        # Deleted only once the file is gone: a forwarder that found no
+        # offset for a file that still exists would forward it again from its start.
+        state.stale_offset_keys.update(self._offset_key(name) for name in finished)
+        for name in list(state.forwarded):
+            if name not in sizes:
+                del state.forwarded[name]
+        remove_abandoned_temporaries(self.directory, older_than=_ABANDONED_AFTER)
+
+        with translate_errors(self._location):
+            if state.stale_offset_keys:
+                self._client.delete(*state.stale_offset_keys)
+                state.stale_offset_keys.clear()
+            if now >= state.next_offset_refresh and sizes:
+                self._refresh_script(
+                    keys=[self._offset_key(name) for name in sizes if name not in finished],
+                    args=[int(_OFFSET_TTL * 1000)],
+                )
+                state.next_offset_refresh = now + _OFFSET_REFRESH_INTERVAL
+
+    def _finished_files(self, state: _ProcessState, sizes: typing.Dict[str, int]) -> typing.List[str]:
+        """Return the files whose writers are gone and that are forwarded to their end.
+
+        A file whose writer died in the middle of a line ends with part of
+        a line. That put never returned, so the web process did not
+        acknowledge the request and Slack sends it again; the part is skipped.
+        """
+        finished = []
+        for name in sizes:
+            offset = state.forwarded.get(name)
+            path = os.path.join(self.directory, name)
+            if offset is None or not writer_finished(path):
+                continue
+            try:
+                # Read again: the listing is older than the lock check, and
+                # the writer may have added lines before it closed the file.
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+            if offset < size:
+                try:
+                    lines, _ = read_lines(path, offset, _MAX_BATCH_BYTES)
+                except FileNotFoundError:
+                    continue
+                if lines:
+                    # Lines that this process has not seen forwarded yet; the next pass takes them.
+                    continue
+                logger.warning(
+                    "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
+                    size - offset,
+                    name,
+                )
+            finished.append(name)
+        return finished
+
+    # -- counting -------------------------------------------------------------
+
+    def _count_lines(self, name: str, offset: int) -> int:
+        waiting = 0
+        try:
+            with open(os.path.join(self.directory, name), "rb") as spool_file:
+                spool_file.seek(offset)
+                while chunk := spool_file.read(_MAX_BATCH_BYTES):
+                    waiting += chunk.count(b"\n")
+        except FileNotFoundError:
+            return 0
+        except OSError as error:
+            raise BackendUnavailable(f"cannot read spool file {name}: {error}") from error
+        return waiting
+
+    def _count_lines_locally(self, state: _ProcessState) -> str:
+        """Return the count of lines of this process's files past the offsets it last saw, read without Redis.
+
+        Returns "an unknown number of" when a file cannot be read, because the result goes into a log line.
+        """
+        sizes = list_spool_files(self.directory)
+        try:
+            return str(sum(
+                self._count_lines(name, state.forwarded.get(name, 0))
+                for name in sizes
+                if name.startswith(state.file_prefix)
+            ))
+        except BackendUnavailable:
+            return "an unknown number of"
+
+
+def _parse_lines(lines: typing.List[bytes], start: int) -> typing.List[_Line]:
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(_Line(start, PendingPut.from_line(line), "", ""))
+        except ValueError as error:
+            parsed.append(_Line(start, None, line.decode("utf-8", "replace"), str(error)))
+        start += len(line) + 1
+    return parsed
+
+
+def _dead_letter_id(name: str, start: int) -> str:
+    """Return the dead-letter id of the unreadable line at byte ``start`` of file ``name``, as the SQLite spool names it."""
+    return f"spool-{name}-{start}"
+
+
+def _reset_start_lock(reference: "weakref.ref[SpoolForwarder]") -> None:
+    forwarder = reference()
+    if forwarder is not None:
+        forwarder._start_lock = threading.Lock()
+
+
+def _stop_at_exit(reference: "weakref.ref[SpoolForwarder]") -> None:
+    forwarder = reference()
+    if forwarder is not None:
+        forwarder.stop()

@@ -1,0 +1,605 @@
+"""The Redis queue with puts through spool files: forwarding exactly once, de-duplication, damaged files, outages.
+
+The cases every queue backend shares run on the spool too (test_queue.py, "redis-spool").
+"""
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+
+from omnibot import backends
+from omnibot.backends import FAIL_FAST_CLIENT
+from omnibot.backends import redis_spool
+from omnibot.backends.redis_connection import create_client
+from omnibot.backends.redis_queue import RedisQueue
+from omnibot.backends.spool_files import SpoolWriter, list_spool_files
+from omnibot.backends.spool_records import PendingPut
+from omnibot.errors import BackendUnavailable
+from tests.unit.backends.conftest import skip_or_fail
+
+# Upper bound for waits on something that must happen; tests end as soon as it does.
+PATIENCE = 20.0
+LONG_TTL = 3600.0
+LONG_LEASE = 60.0
+
+
+@pytest.fixture
+def spool_dir(tmp_path):
+    return str(tmp_path / "queue-spool")
+
+
+@pytest.fixture
+def make_spooled(redis_url, redis_namespace, spool_dir):
+    """Return a function that opens a spooling RedisQueue on the test's keys and spool directory."""
+    opened = []
+
+    def open_queue(url=None, **settings):
+        client = create_client(url or redis_url, **settings.pop("client_settings", {}))
+        queue = RedisQueue(
+            client,
+            name=redis_namespace,
+            visibility_timeout=LONG_LEASE,
+            block_interval=0.1,
+            spool_directory=spool_dir,
+            **settings,
+        )
+        opened.append(queue)
+        return queue
+
+    yield open_queue
+    for queue in opened:
+        queue.close()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    client = create_client(redis_url)
+    yield client
+    client.close()
+
+
+def collect(queue, count):
+    """Get and ack messages until ``count`` arrived or PATIENCE passed; return their deliveries in order."""
+    deliveries = []
+    deadline = time.monotonic() + PATIENCE
+    while len(deliveries) < count and time.monotonic() < deadline:
+        delivery = queue.get(timeout=0.2)
+        if delivery is not None:
+            deliveries.append(delivery)
+            queue.ack(delivery)
+    return deliveries
+
+
+def wait_until(condition, description):
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"{description} did not happen within {PATIENCE} s")
+
+
+def spool_line(message_id, body, claims=()):
+    return PendingPut(message_id, 1.0e9, LONG_TTL, tuple(claims), json.dumps(body)).to_line() + b"\n"
+
+
+def write_spool_file(directory, name, data):
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "wb") as spool_file:
+        spool_file.write(data)
+
+
+def offset_keys(client, namespace):
+    return list(client.scan_iter(match=f"*{{{namespace}}}:spool_offset:*"))
+
+
+def test_put_spools_then_message_leased(make_spooled, spool_dir):
+    queue = make_spooled()
+
+    message_id = queue.put({"n": 1})
+
+    assert message_id
+    [size] = list_spool_files(spool_dir).values()
+    assert size > 0
+    [delivery] = collect(queue, 1)
+    assert delivery.id == message_id
+    assert delivery.body == {"n": 1}
+    assert delivery.attempts == 1
+
+
+def test_stats_count_lines_not_forwarded(make_spooled, spool_dir):
+    write_spool_file(spool_dir, "4242-1-abc.spool", b"".join(spool_line(f"m{n}", {"n": n}) for n in range(3)))
+    queue = make_spooled()
+
+    # Nothing forwards yet: the thread starts at the first put or get.
+    assert queue.stats()["ready"] == 3
+    assert queue.depth() == 3
+    assert [delivery.body["n"] for delivery in collect(queue, 3)] == [0, 1, 2]
+    assert queue.depth() == 0
+
+
+def test_two_forwarders_forward_each_line_once(make_spooled):
+    writer_queue = make_spooled()
+    other_queue = make_spooled()
+    consumer = make_spooled()
+    ids = []
+    threads_count, puts_per_thread = 8, 500
+
+    def put_many(thread_number):
+        for number in range(puts_per_thread):
+            ids.append(writer_queue.put({"thread": thread_number, "n": number}))
+
+    # Both queues of this process run a forwarder thread of their own over the same files.
+    other_queue.get(timeout=0)
+    threads = [threading.Thread(target=put_many, args=(number,)) for number in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    leased = [delivery.id for delivery in collect(consumer, threads_count * puts_per_thread)]
+
+    assert len(ids) == threads_count * puts_per_thread
+    assert len(leased) == len(set(leased))
+    assert sorted(leased) == sorted(ids)
+    assert consumer.get(timeout=0.3) is None
+    assert consumer.depth() == 0
+
+
+def test_puts_of_one_thread_keep_their_order(make_spooled):
+    queue = make_spooled()
+
+    ids = [queue.put({"n": number}) for number in range(50)]
+
+    assert [delivery.id for delivery in collect(queue, 50)] == ids
+
+
+def test_duplicate_claims_are_dropped_at_forward(make_spooled, caplog):
+    queue = make_spooled()
+    repeat_body = {"kind": "event", "payload": {"event_id": "Ev1"}, "retry_num": "1", "retry_reason": "http_timeout"}
+
+    with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
+        first = queue.put_unless_claimed({"n": 1}, ["event:Ev1", "message:C1:1.0"], LONG_TTL)
+        repeat = queue.put_unless_claimed(repeat_body, ["event:Ev1"], LONG_TTL)
+        other = queue.put_unless_claimed({"n": 3}, ["event:Ev2"], LONG_TTL)
+        by_message = queue.put_unless_claimed({"n": 4}, ["event:Ev3", "message:C1:1.0"], LONG_TTL)
+        bodies = [delivery.body for delivery in collect(queue, 2)]
+        assert queue.get(timeout=0.3) is None
+
+    assert first
+    assert repeat
+    assert other
+    assert by_message
+    assert bodies == [{"n": 1}, {"n": 3}]
+    assert f"ignored a duplicate delivery of event Ev1 (retry 1, reason http_timeout), message {repeat}" in caplog.text
+    assert f"message {by_message}" in caplog.text
+
+
+def test_exact_put_returns_none_for_spooled_duplicate(make_spooled):
+    queue = make_spooled()
+
+    first = queue.put_unless_claimed({"n": 1}, ["event:Ev1"], LONG_TTL)
+    retry = queue.put_unless_claimed({"n": 2}, ["event:Ev1"], LONG_TTL, exact=True)
+    fresh = queue.put_unless_claimed({"n": 3}, ["event:Ev2"], LONG_TTL, exact=True)
+
+    assert first is not None
+    assert retry is None
+    assert fresh is not None
+    assert [delivery.body for delivery in collect(queue, 2)] == [{"n": 1}, {"n": 3}]
+    assert queue.get(timeout=0.3) is None
+
+
+def test_claim_of_exact_put_drops_later_spooled_put(make_spooled):
+    queue = make_spooled()
+
+    assert queue.put_unless_claimed({"n": 1}, ["event:Ev1"], LONG_TTL, exact=True) is not None
+    assert queue.put_unless_claimed({"n": 2}, ["event:Ev1"], LONG_TTL) is not None
+
+    assert [delivery.body for delivery in collect(queue, 1)] == [{"n": 1}]
+    assert queue.get(timeout=0.3) is None
+
+
+def test_claim_outlives_late_forward(make_spooled, spool_dir):
+    # Written before any forwarder runs, as a web process does while Redis is down.
+    writer = SpoolWriter(spool_dir)
+    writer.append(PendingPut("m1", time.time() - 10, 0.5, ("event:Ev1",), json.dumps({"n": 1})).to_line())
+    writer.append(PendingPut("m2", time.time(), 0.5, ("event:Ev1",), json.dumps({"n": 2})).to_line())
+    queue = make_spooled()
+
+    try:
+        assert [delivery.body for delivery in collect(queue, 1)] == [{"n": 1}]
+        assert queue.get(timeout=0.3) is None
+    finally:
+        writer.close()
+
+
+def test_unreadable_lines_go_to_dead_letters(make_spooled, spool_dir, caplog):
+    not_an_object = spool_line("m2", {"n": 2}).replace(b'{"n": 2}', b"[2]")
+    data = b"not a spool line\n" + b"also not one\n" + not_an_object + spool_line("m1", {"n": 1})
+    write_spool_file(spool_dir, "4242-2-abc.spool", data)
+    queue = make_spooled()
+
+    with caplog.at_level(logging.ERROR, logger="omnibot.backends.redis_spool"):
+        assert [delivery.body for delivery in collect(queue, 1)] == [{"n": 1}]
+
+    letters = sorted(queue.dead_letters(), key=lambda letter: letter.id)
+    assert [letter.id for letter in letters] == [
+        "spool-4242-2-abc.spool-0",
+        "spool-4242-2-abc.spool-17",
+        "spool-4242-2-abc.spool-30",
+    ]
+    assert letters[0].body == {"unreadable_spool_line": "not a spool line"}
+    assert letters[2].error == "unreadable spool line: the message body is not a JSON object"
+    assert all(letter.error.startswith("unreadable spool line") for letter in letters)
+    assert all(letter.attempts == 0 for letter in letters)
+    assert "moved an unreadable line of spool file 4242-2-abc.spool at byte 0 to the dead letters" in caplog.text
+
+    with pytest.raises(ValueError, match="is a spool line that could not be read"):
+        queue.replay(letters[0].id)
+    assert len(queue.dead_letters()) == 3
+
+
+def test_torn_last_line_of_dead_writer_is_skipped(make_spooled, spool_dir, redis_client, redis_namespace, caplog):
+    whole = spool_line("m1", {"n": 1})
+    write_spool_file(spool_dir, "4242-3-abc.spool", whole + spool_line("m2", {"n": 2})[:20])
+    queue = make_spooled()
+
+    with caplog.at_level(logging.WARNING, logger="omnibot.backends.redis_spool"):
+        assert [delivery.body for delivery in collect(queue, 1)] == [{"n": 1}]
+        wait_until(lambda: list_spool_files(spool_dir) == {}, "deletion of the finished spool file")
+
+    assert "skipped 20 bytes at the end of spool file 4242-3-abc.spool" in caplog.text
+    wait_until(lambda: offset_keys(redis_client, redis_namespace) == [], "deletion of the offset key")
+    assert queue.stats()["ready"] == 0
+    assert queue.get(timeout=0.3) is None
+
+
+def test_cleanup_deletes_only_finished_files(make_spooled, spool_dir, redis_client, redis_namespace):
+    finished = SpoolWriter(spool_dir)
+    finished.append(spool_line("m1", {"n": 1}).rstrip(b"\n"))
+    finished.close()
+    [finished_file] = list_spool_files(spool_dir)
+    still_open = SpoolWriter(spool_dir)
+    still_open.append(spool_line("m2", {"n": 2}).rstrip(b"\n"))
+    [open_file] = [name for name in list_spool_files(spool_dir) if name != finished_file]
+    queue = make_spooled()
+
+    try:
+        assert sorted(delivery.body["n"] for delivery in collect(queue, 2)) == [1, 2]
+        wait_until(lambda: list(list_spool_files(spool_dir)) == [open_file], "deletion of the finished spool file")
+        wait_until(
+            lambda: [key.rsplit(":", 1)[1] for key in offset_keys(redis_client, redis_namespace)] == [open_file],
+            "deletion of the finished file's offset key",
+        )
+        ttl = redis_client.ttl(offset_keys(redis_client, redis_namespace)[0])
+        assert 0 < ttl <= 3 * 24 * 3600
+    finally:
+        still_open.close()
+
+
+def test_close_forwards_and_deletes_own_files(make_spooled, spool_dir, redis_client, redis_namespace):
+    writer = make_spooled()
+    ids = [writer.put({"n": number}) for number in range(20)]
+
+    writer.close()
+
+    assert list_spool_files(spool_dir) == {}
+    assert offset_keys(redis_client, redis_namespace) == []
+    consumer = make_spooled()
+    assert sorted(delivery.id for delivery in collect(consumer, 20)) == sorted(ids)
+
+
+def test_backlog_forwarded_in_several_batches(make_spooled, spool_dir, monkeypatch):
+    monkeypatch.setattr(redis_spool, "_MAX_BATCH_LINES", 7)
+    monkeypatch.setattr(redis_spool, "_MAX_BATCH_BYTES", 256)
+    write_spool_file(spool_dir, "4242-4-abc.spool", b"".join(spool_line(f"m{n}", {"n": n}) for n in range(40)))
+    queue = make_spooled()
+
+    assert queue.stats()["ready"] == 40
+    assert [delivery.body["n"] for delivery in collect(queue, 40)] == list(range(40))
+    assert queue.get(timeout=0.3) is None
+
+
+def test_queue_without_spool_ignores_files(redis_url, redis_namespace, spool_dir):
+    write_spool_file(spool_dir, "4242-5-abc.spool", spool_line("m1", {"n": 1}))
+    queue = RedisQueue(create_client(redis_url), name=redis_namespace, block_interval=0.1)
+
+    try:
+        assert queue.get(timeout=0.3) is None
+        assert queue.depth() == 0
+    finally:
+        queue.close()
+
+
+def unused_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class OwnRedis:
+    """A redis-server on a free port of 127.0.0.1, without persistence, that a test starts and stops by PID."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.port = unused_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            skip_or_fail("redis-server not found on PATH; install Redis to run the outage cases")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.directory],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = create_client(self.url, retries=0, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            wait_until(lambda: _pings(client), f"redis-server on port {self.port} answering")
+        finally:
+            client.close()
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _pings(client):
+    try:
+        return client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return False
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = OwnRedis(str(tmp_path))
+    yield server
+    server.stop()
+
+
+def test_puts_succeed_while_redis_down(make_spooled, own_redis, spool_dir, caplog):
+    queue = make_spooled(own_redis.url, client_settings=FAIL_FAST_CLIENT)
+
+    with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
+        # Nothing listens on the port yet.
+        ids = [queue.put({"n": number}) for number in range(10)]
+        ids.append(queue.put_unless_claimed({"n": 10}, ["event:Ev1"], LONG_TTL))
+        with pytest.raises(BackendUnavailable):
+            queue.put_unless_claimed({"n": 11}, ["event:Ev2"], LONG_TTL, exact=True)
+        assert sum(size for size in list_spool_files(spool_dir).values()) > 0
+        wait_until(lambda: "unavailable" in caplog.text, "the outage being logged")
+
+        own_redis.start()
+        deliveries = collect(queue, 11)
+
+    assert [delivery.id for delivery in deliveries] == ids
+    outage_errors = [
+        record for record in caplog.records if record.levelno == logging.ERROR and "unavailable" in record.getMessage()
+    ]
+    assert len(outage_errors) == 1
+    assert "available again" in caplog.text
+
+
+def test_close_while_redis_down_keeps_lines(make_spooled, redis_url, redis_namespace, spool_dir, monkeypatch, caplog):
+    monkeypatch.setattr(redis_spool, "_STOP_TIMEOUT", 0.5)
+    queue = make_spooled(f"redis://127.0.0.1:{unused_port()}/0", client_settings=FAIL_FAST_CLIENT)
+    ids = [queue.put({"n": number}) for number in range(5)]
+
+    with caplog.at_level(logging.ERROR, logger="omnibot.backends.redis_spool"):
+        queue.close()
+
+    assert "stopped forwarding with 5 lines of this process still in spool files" in caplog.text
+    consumer = make_spooled()
+    assert [delivery.id for delivery in collect(consumer, 5)] == ids
+
+
+def _put_and_die(redis_url, namespace, spool_dir, ids_path):
+    queue = RedisQueue(create_client(redis_url), name=namespace, spool_directory=spool_dir)
+    ids = [queue.put({"n": number}) for number in range(200)]
+    with open(ids_path, "w", encoding="utf-8") as ids_file:
+        ids_file.write("\n".join(ids))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_killed_writer_lines_forwarded(make_spooled, redis_url, redis_namespace, spool_dir, tmp_path):
+    ids_path = str(tmp_path / "ids.txt")
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_put_and_die, args=(redis_url, redis_namespace, spool_dir, ids_path))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
+    with open(ids_path, encoding="utf-8") as ids_file:
+        ids = ids_file.read().split("\n")
+    queue = make_spooled()
+
+    leased = [delivery.id for delivery in collect(queue, len(ids))]
+
+    assert len(leased) == len(set(leased))
+    assert sorted(leased) == sorted(ids)
+    wait_until(lambda: list_spool_files(spool_dir) == {}, "deletion of the killed writer's spool file")
+
+
+def _forward_in_child(make_spooled_queue, id_path):
+    queue = make_spooled_queue()
+    # A put starts this process's forwarder, whose first pass takes every file of the directory.
+    message_id = queue.put({"id": "child"})
+    with open(id_path, "w", encoding="utf-8") as id_file:
+        id_file.write(message_id)
+    time.sleep(3)
+    queue.close()
+
+
+def test_two_processes_forward_lines_once(make_spooled, spool_dir, tmp_path):
+    writer = SpoolWriter(spool_dir)
+    ids = [f"m{number}" for number in range(2000)]
+    for message_id in ids:
+        writer.append(spool_line(message_id, {"id": message_id}).rstrip(b"\n"))
+    writer.close()
+    context = multiprocessing.get_context("fork")
+    id_path = str(tmp_path / "child-id.txt")
+    child = context.Process(target=_forward_in_child, args=(make_spooled, id_path))
+    child.start()
+
+    consumer = make_spooled()
+    leased = [delivery.id for delivery in collect(consumer, len(ids) + 1)]
+    child.join(timeout=60)
+
+    assert child.exitcode == 0
+    with open(id_path, encoding="utf-8") as id_file:
+        ids.append(id_file.read())
+    assert len(leased) == len(set(leased))
+    assert sorted(leased) == sorted(ids)
+    assert consumer.get(timeout=0.3) is None
+
+
+def test_forward_on_redis_cluster(redis_cluster_url, redis_cluster_namespace, spool_dir):
+    write_spool_file(spool_dir, "4242-6-abc.spool", b"not a spool line\n")
+    queue = RedisQueue(
+        create_client(redis_cluster_url),
+        name=redis_cluster_namespace,
+        visibility_timeout=LONG_LEASE,
+        block_interval=0.1,
+        spool_directory=spool_dir,
+    )
+
+    try:
+        first = queue.put_unless_claimed({"n": 1}, ["event:Ev1", "message:C1:1.0"], LONG_TTL)
+        queue.put_unless_claimed({"n": 2}, ["event:Ev1"], LONG_TTL)
+        queue.put({"n": 3})
+        assert queue.put_unless_claimed({"n": 4}, ["message:C1:1.0"], LONG_TTL, exact=True) is None
+        deliveries = collect(queue, 2)
+        assert queue.get(timeout=0.3) is None
+
+        assert [delivery.body for delivery in deliveries] == [{"n": 1}, {"n": 3}]
+        assert deliveries[0].id == first
+        assert [letter.id for letter in queue.dead_letters()] == ["spool-4242-6-abc.spool-0"]
+        assert queue.stats() == {"ready": 0, "leased": 0, "delayed": 0, "dead": 1}
+    finally:
+        queue.close()
+
+
+def test_open_queue_with_spool_true_on_redis(redis_url, tmp_path, caplog):
+    prefix = f"test-{uuid.uuid4().hex}"
+    url = f"{redis_url}?prefix={prefix}"
+    data_dir = str(tmp_path / "data")
+    client = create_client(redis_url)
+
+    try:
+        with caplog.at_level(logging.INFO, logger="omnibot.backends"):
+            queue = backends.open_queue(url, data_dir, spool=True, fail_fast=True)
+        try:
+            message_id = queue.put({"n": 1})
+            assert list_spool_files(os.path.join(data_dir, "queue-spool"))
+            assert [delivery.id for delivery in collect(queue, 1)] == [message_id]
+        finally:
+            queue.close()
+
+        directory = os.path.join(os.path.abspath(data_dir), "queue-spool")
+        assert f"key prefix {prefix}, puts through spool files in {directory}" in caplog.text
+        assert "QUEUE_SPOOL applies" not in caplog.text
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.mark.parametrize("spool", [None, False])
+def test_open_queue_spool_off_on_redis(redis_url, tmp_path, spool):
+    prefix = f"test-{uuid.uuid4().hex}"
+    data_dir = str(tmp_path / "data")
+    client = create_client(redis_url)
+
+    try:
+        queue = backends.open_queue(f"{redis_url}?prefix={prefix}", data_dir, spool=spool)
+        try:
+            queue.put({"n": 1})
+            assert client.xlen(f"{prefix}:{{queue}}:stream") == 1
+            assert not os.path.exists(os.path.join(data_dir, "queue-spool"))
+        finally:
+            queue.close()
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_dlq_replay_rejects_unreadable_line(redis_url, tmp_path, monkeypatch, capsys):
+    from omnibot.cli import main
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    url = f"{redis_url}?prefix={prefix}"
+    data_dir = str(tmp_path / "data")
+    write_spool_file(backends.redis_spool_directory(data_dir), "4242-7-abc.spool", b"not a spool line\n")
+    monkeypatch.setenv("QUEUE_URL", url)
+    monkeypatch.setenv("OMNIBOT_DATA_DIR", data_dir)
+    client = create_client(redis_url)
+    queue = backends.open_queue(url, data_dir, spool=True)
+
+    try:
+        assert queue.get(timeout=0.3) is None
+        wait_until(lambda: len(queue.dead_letters()) == 1, "the unreadable line becoming a dead letter")
+
+        status = main(["dlq", "replay", "spool-4242-7-abc.spool-0"])
+        err = capsys.readouterr().err
+
+        assert status == 1
+        assert "dead letter spool-4242-7-abc.spool-0 is a spool line that could not be read" in err
+        assert [letter.id for letter in queue.dead_letters()] == ["spool-4242-7-abc.spool-0"]
+    finally:
+        queue.close()
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def test_event_route_queues_through_spool(redis_url, tmp_path):
+    from omnibot.app import create_app
+    from omnibot.config import load_config_text
+    from omnibot.runtime import Runtime
+    from omnibot.settings import Settings
+    from tests.support import BASE_CONFIG, credentials_env, message_event, signed
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    environ = credentials_env()
+    data_dir = str(tmp_path / "data")
+    settings = Settings(data_dir=data_dir, queue_url=f"{redis_url}?prefix={prefix}", queue_spool=True, environ=environ)
+    runtime = Runtime(settings, load_config_text(BASE_CONFIG, environ=environ))
+    client = create_app(runtime).test_client()
+    raw, headers = signed(message_event("hello"))
+    redis_client = create_client(redis_url)
+
+    try:
+        first = client.post("/api/v1/slack/event", data=raw, headers=headers)
+        repeat = client.post("/api/v1/slack/event", data=raw, headers=dict(headers, **{"X-Slack-Retry-Num": "1"}))
+
+        assert first.get_json() == {"status": "success"}
+        assert repeat.get_json() == {"status": "success", "duplicate": True}
+        assert list_spool_files(os.path.join(data_dir, "queue-spool"))
+        deliveries = collect(runtime.queue, 1)
+        assert [delivery.body["payload"]["event"]["text"] for delivery in deliveries] == ["hello"]
+        assert runtime.queue.get(timeout=0.3) is None
+    finally:
+        runtime.close()
+        keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            redis_client.delete(*keys)
+        redis_client.close()

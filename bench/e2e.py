@@ -2,7 +2,8 @@
 
 Each measurement starts its own processes on 127.0.0.1: gunicorn for the web
 tier, 1 or more ``omnibot worker`` processes, a fresh SQLite data directory
-(``sqlite``, and ``sqlite-spool`` with ``QUEUE_SPOOL=1``) or a fresh
+(``sqlite``, with its default spool files, and ``sqlite-direct`` with
+``QUEUE_SPOOL=0``) or a fresh
 ``redis-server`` (``redis``, and ``redis-spool`` with ``QUEUE_SPOOL=1``),
 and one fake Slack process shared by all runs.
 The load generator POSTs signed ``message`` events to
@@ -87,8 +88,9 @@ EVENT_PATH = "/api/v1/slack/event"
 
 WARM_UP_EVENTS = 100
 
-# sqlite-spool and redis-spool are those queues with QUEUE_SPOOL=1.
-BACKENDS = ("sqlite", "sqlite-spool", "redis", "redis-spool")
+# QUEUE_SPOOL of the backends that do not run with the default.
+QUEUE_SPOOL_SETTINGS = {"sqlite-direct": "0", "redis-spool": "1"}
+BACKENDS = ("sqlite", "sqlite-direct", "redis", "redis-spool")
 
 
 @dataclasses.dataclass
@@ -196,10 +198,10 @@ def parse_arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument(
         "--backends",
-        default="sqlite,sqlite-spool,redis",
+        default=",".join(BACKENDS),
         help=(
-            "comma-separated: sqlite, sqlite-spool (SQLite with QUEUE_SPOOL=1), redis, "
-            "redis-spool (Redis with QUEUE_SPOOL=1) (default sqlite,sqlite-spool,redis)"
+            "comma-separated: sqlite (through spool files, the default), sqlite-direct (QUEUE_SPOOL=0), "
+            "redis, redis-spool (QUEUE_SPOOL=1) (default all four)"
         ),
     )
     parser.add_argument("--workers", default="1,2,4", help="comma-separated worker process counts (default 1,2,4)")
@@ -265,8 +267,8 @@ def measure_cell(slack: FakeSlackProcess, backend: str, workers: int, args, work
     load_before = os.getloadavg()[0]
     redis_server = RedisServer(cell_dir).start() if backend.startswith("redis") else None
     env = omnibot_environment(cell_dir, slack.api_url, redis_server.url if redis_server else None)
-    if backend.endswith("-spool"):
-        env["QUEUE_SPOOL"] = "1"
+    if backend in QUEUE_SPOOL_SETTINGS:
+        env["QUEUE_SPOOL"] = QUEUE_SPOOL_SETTINGS[backend]
     web = None
     worker_processes = []
     try:

@@ -42,11 +42,13 @@ from omnibot.backend_outage import OutageLog
 from omnibot.backends.redis_connection import RedisClient, translate_errors
 from omnibot.backends.redis_records import encode_dead_letter, encode_spooled_message
 from omnibot.backends.spool_files import (
+    exclusive_unless_busy,
     list_spool_files,
+    open_to_forward,
     read_lines,
+    read_lines_of,
     remove_abandoned_temporaries,
     remove_spool_file,
-    writer_finished,
 )
 from omnibot.backends.spool_records import UNREADABLE_LINE_KEY, PendingPut, log_duplicate
 from omnibot.errors import BackendUnavailable
@@ -75,6 +77,10 @@ _OFFSET_REFRESH_INTERVAL = 3600.0
 # Upper bound in seconds of the wait between two forwards that failed.
 _MAX_BACKOFF = 1.0
 _MIN_BACKOFF = 0.05
+
+# Seconds a forward waits for the exclusive lock that another process takes
+# to check a file before it deletes it. The check takes milliseconds.
+_LOCK_WAIT = 1.0
 
 # Seconds that close() and process exit spend on forwarding what is left.
 _STOP_TIMEOUT = 5.0
@@ -158,6 +164,17 @@ return result
 """
 
 # Renews the lifetime of the offset keys that exist. KEYS: offset keys; ARGV: ttl in ms.
+# Raises a file's offset back to one that Redis held before, unless it is
+# higher already. KEYS: offset key; ARGV: offset, ttl in ms. Returns the offset.
+_RESTORE_OFFSET_SCRIPT = """
+local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
+if stored < tonumber(ARGV[1]) then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return ARGV[1]
+end
+return tostring(stored)
+"""
+
 _REFRESH_OFFSETS_SCRIPT = """
 for i = 1, #KEYS do
     redis.call('PEXPIRE', KEYS[i], ARGV[1])
@@ -188,7 +205,7 @@ class _Line(typing.NamedTuple):
 class _ProcessState:
     """The forwarder's state in one process; a child of fork() starts with a new one and no thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, outage: OutageLog) -> None:
         self.pid = os.getpid()
         self.file_prefix = f"{self.pid}-"
         # Held while a forward runs, so that a put with exact=True waits for the thread's forward.
@@ -196,6 +213,10 @@ class _ProcessState:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread: typing.Optional[threading.Thread] = None
+        # Per process, because a lock that a parent thread held at fork() would stay held in the child.
+        self.outage = outage
+        # The error of the thread's last forward when it failed, None after a forward that succeeded.
+        self.last_error: typing.Optional[BackendUnavailable] = None
         # The offset up to which each file was forwarded, as this process last saw it.
         self.forwarded: typing.Dict[str, int] = {}
         # Offset keys of deleted files whose deletion from Redis failed.
@@ -235,8 +256,9 @@ class SpoolForwarder:
         self._on_length = on_length
         self._forward_script = client.register_script(_FORWARD_SCRIPT)
         self._refresh_script = client.register_script(_REFRESH_OFFSETS_SCRIPT)
+        self._restore_script = client.register_script(_RESTORE_OFFSET_SCRIPT)
         self._snapshot_script = client.register_script(_SNAPSHOT_SCRIPT)
-        self._outage = OutageLog(logger, f"Redis queue at {location}, spool forwarder")
+        self._outage_name = f"Redis queue at {location}, spool forwarder"
         self._state: typing.Optional[_ProcessState] = None
         self._closed = False
 
@@ -270,10 +292,19 @@ class SpoolForwarder:
         """Forward the new lines of every spool file now, in the calling thread; return how many lines were sent.
 
         Raises:
-            BackendUnavailable: Redis could not be reached; the lines stay in the files.
+            BackendUnavailable: Redis could not be reached, or the last
+                forward of this process's thread failed and the thread has
+                not reached Redis since. The lines stay in the files.
         """
         state = self._current()
         with state.lock:
+            if state.last_error is not None:
+                # Trying again here would add the client's timeouts to the
+                # wait for the thread's own failed attempt, and a web request
+                # would pass Slack's 3-second limit instead of getting a 503.
+                raise BackendUnavailable(
+                    f"{state.last_error} (the spool forwarder's last attempt failed, and it tries again within {_MAX_BACKOFF:g} s)"
+                ) from state.last_error
             return self._forward(state, own_only=False)
 
     def stream_length_and_waiting(self) -> typing.Optional[typing.Tuple[int, int]]:
@@ -324,6 +355,7 @@ class SpoolForwarder:
                     # The files that the queue closed before are finished now.
                     state.next_cleanup = 0.0
                     self._clean_up_due(state)
+                    state.last_error = None
                 return
             except BackendUnavailable as error:
                 if time.monotonic() + backoff >= deadline:
@@ -346,7 +378,7 @@ class SpoolForwarder:
             return state
         with self._start_lock:
             if self._state is None or self._state.pid != os.getpid():
-                self._state = _ProcessState()
+                self._state = _ProcessState(OutageLog(logger, self._outage_name))
             return self._state
 
     def _run(self, state: _ProcessState) -> None:
@@ -370,7 +402,8 @@ class SpoolForwarder:
                         self._clean_up_due(state)
             except BackendUnavailable as error:
                 backoff = min(max(backoff * 2, _MIN_BACKOFF), _MAX_BACKOFF)
-                self._outage.failed(error, backoff)
+                state.last_error = error
+                state.outage.failed(error, backoff)
                 continue
             except Exception:
                 # The thread must outlive any error: the lines stay in the
@@ -379,8 +412,9 @@ class SpoolForwarder:
                 logger.exception("forwarding spool files in %s failed; retrying in %.1f s", self.directory, backoff)
                 continue
 
+            state.last_error = None
             if backoff:
-                self._outage.reached()
+                state.outage.reached()
             backoff = 0.0
             if full_pass:
                 next_full_pass = time.monotonic() + _POLL_INTERVAL
@@ -412,32 +446,60 @@ class SpoolForwarder:
         return sent
 
     def _forward_file(self, name: str, offset: int, size: int) -> typing.Tuple[int, int]:
-        """Forward the whole lines of one file from ``offset`` up to about ``size``; return the count and the new offset."""
-        path = os.path.join(self.directory, name)
-        sent = 0
-        while offset < size:
-            try:
-                lines, end = read_lines(path, offset, _MAX_BATCH_BYTES)
-            except FileNotFoundError:
-                # Another process forwarded it to the end and deleted it since the listing.
-                break
-            if not lines:
-                break
+        """Forward the whole lines of one file from ``offset`` up to about ``size``; return the count and the new offset.
 
-            start = offset
-            for batch_start in range(0, len(lines), _MAX_BATCH_LINES):
-                batch = lines[batch_start:batch_start + _MAX_BATCH_LINES]
-                batch_end = start + sum(len(line) + 1 for line in batch)
-                stored = self._forward_batch(name, start, batch, batch_end)
-                if stored is not None:
-                    # Another forwarder moved the offset: continue from there.
-                    offset = stored
+        The file stays open with a shared lock until its last batch ran.
+        Without it, another process could delete the file and its offset key
+        between the read and the script, and a script that expects offset 0
+        would find no key and add the lines a second time.
+        """
+        sent = 0
+        with open_to_forward(os.path.join(self.directory, name), _LOCK_WAIT) as spool_file:
+            if spool_file is None:
+                # Another process forwarded it to the end and deletes it, or has deleted it since the listing.
+                return sent, offset
+            while offset < size:
+                lines, end = read_lines_of(spool_file, offset, _MAX_BATCH_BYTES)
+                if not lines:
                     break
-                sent += len(batch)
-                start = batch_end
-            else:
-                offset = end
+
+                start = offset
+                for batch_start in range(0, len(lines), _MAX_BATCH_LINES):
+                    batch = lines[batch_start:batch_start + _MAX_BATCH_LINES]
+                    batch_end = start + sum(len(line) + 1 for line in batch)
+                    stored = self._forward_batch(name, start, batch, batch_end)
+                    if stored is not None and stored < start:
+                        offset = self._restore_offset(name, start, stored)
+                        break
+                    if stored is not None:
+                        # Another forwarder moved the offset: continue from there.
+                        offset = stored
+                        break
+                    sent += len(batch)
+                    start = batch_end
+                else:
+                    offset = end
         return sent, offset
+
+    def _restore_offset(self, name: str, seen: int, stored: int) -> int:
+        """Raise the offset of a file that went back in Redis to ``seen``, and return the offset to continue from.
+
+        Every offset this process uses was read from Redis or stored by one
+        of its scripts, and offsets only grow. While this process holds the
+        file's lock no other process deletes the key, so a lower stored
+        offset means Redis lost it: a restart without persistence, a
+        failover to a replica that lagged, or the key expired. Continuing
+        from the stored offset would add the lines before ``seen`` again.
+        """
+        logger.warning(
+            "the offset of spool file %s in Redis went back from %d to %d (Redis lost data or the key expired); "
+            "continuing from %d, so lines forwarded before are not added again",
+            name,
+            seen,
+            stored,
+            seen,
+        )
+        return int(self._restore_script(keys=[self._offset_key(name)], args=[seen, int(_OFFSET_TTL * 1000)]))
 
     def _forward_batch(self, name: str, start: int, lines: typing.List[bytes], end: int) -> typing.Optional[int]:
         """Run the script for one batch; return None when it was added, or the stored offset when another forwarder moved it."""
@@ -487,13 +549,12 @@ class SpoolForwarder:
         state.next_cleanup = now + _CLEANUP_INTERVAL
 
         sizes = list_spool_files(self.directory)
-        finished = self._finished_files(state, sizes)
-        for name in finished:
-            remove_spool_file(os.path.join(self.directory, name))
+        deleted = self._delete_finished_files(state, sizes)
+        for name in deleted:
             state.forwarded.pop(name, None)
         # Deleted only once the file is gone: a forwarder that found no
         # offset for a file that still exists would forward it again from its start.
-        state.stale_offset_keys.update(self._offset_key(name) for name in finished)
+        state.stale_offset_keys.update(self._offset_key(name) for name in deleted)
         for name in list(state.forwarded):
             if name not in sizes:
                 del state.forwarded[name]
@@ -505,45 +566,56 @@ class SpoolForwarder:
                 state.stale_offset_keys.clear()
             if now >= state.next_offset_refresh and sizes:
                 self._refresh_script(
-                    keys=[self._offset_key(name) for name in sizes if name not in finished],
+                    keys=[self._offset_key(name) for name in sizes if name not in deleted],
                     args=[int(_OFFSET_TTL * 1000)],
                 )
                 state.next_offset_refresh = now + _OFFSET_REFRESH_INTERVAL
 
-    def _finished_files(self, state: _ProcessState, sizes: typing.Dict[str, int]) -> typing.List[str]:
-        """Return the files whose writers are gone and that are forwarded to their end.
+    def _delete_finished_files(self, state: _ProcessState, sizes: typing.Dict[str, int]) -> typing.List[str]:
+        """Delete the files whose writers are gone and that are forwarded to their end; return their names.
+
+        A file is checked and deleted while this process holds its exclusive
+        lock, so no other process is forwarding lines that it read from the
+        file, and a process that opens it afterwards finds it deleted.
 
         A file whose writer died in the middle of a line ends with part of
         a line. That put never returned, so the web process did not
         acknowledge the request and Slack sends it again; the part is skipped.
         """
-        finished = []
+        deleted = []
         for name in sizes:
             offset = state.forwarded.get(name)
+            if offset is None:
+                continue
             path = os.path.join(self.directory, name)
-            if offset is None or not writer_finished(path):
-                continue
-            try:
-                # Read again: the listing is older than the lock check, and
-                # the writer may have added lines before it closed the file.
-                size = os.stat(path).st_size
-            except FileNotFoundError:
-                continue
-            if offset < size:
-                try:
-                    lines, _ = read_lines(path, offset, _MAX_BATCH_BYTES)
-                except FileNotFoundError:
+            with exclusive_unless_busy(path) as size:
+                # The size is read under the lock, because the listing is older
+                # and the writer may have added lines before it closed the file.
+                if size is None or not self._forwarded_to_end(path, name, offset, size):
                     continue
-                if lines:
-                    # Lines that this process has not seen forwarded yet; the next pass takes them.
+                # A file that stays keeps its offset key, or the next forward would add its lines again.
+                if not remove_spool_file(path):
                     continue
-                logger.warning(
-                    "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
-                    size - offset,
-                    name,
-                )
-            finished.append(name)
-        return finished
+            deleted.append(name)
+        return deleted
+
+    def _forwarded_to_end(self, path: str, name: str, offset: int, size: int) -> bool:
+        """Return True when no whole line of the finished file ``path`` follows ``offset``, which this process last saw."""
+        if offset >= size:
+            return True
+        try:
+            lines, _ = read_lines(path, offset, _MAX_BATCH_BYTES)
+        except FileNotFoundError:
+            return False
+        if lines:
+            # Lines that this process has not seen forwarded yet; the next pass takes them.
+            return False
+        logger.warning(
+            "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
+            size - offset,
+            name,
+        )
+        return True
 
     # -- counting -------------------------------------------------------------
 

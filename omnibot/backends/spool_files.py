@@ -16,6 +16,7 @@ contains only whole lines, except at the end of a finished file whose
 process died in the middle of a write or whose cut failed.
 """
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -159,14 +160,19 @@ class _SpoolFile:
         self._finalizer()
 
 
-def remove_spool_file(path: str) -> None:
-    """Delete a spool file; one that is gone already is fine, and another failure is logged, not raised."""
+def remove_spool_file(path: str) -> bool:
+    """Delete a spool file, and return False when the deletion failed and the file stays.
+
+    A file that is gone already counts as deleted. A failure is logged, not raised.
+    """
     try:
         os.remove(path)
     except FileNotFoundError:
         pass
     except OSError as error:
         logger.warning("cannot delete spool file %s: %s", path, error)
+        return False
+    return True
 
 
 def list_spool_files(directory: str) -> typing.Dict[str, int]:
@@ -196,16 +202,76 @@ def read_lines(path: str, start: int, limit: int) -> typing.Tuple[typing.List[by
         first line is read whole.
     """
     with open(path, "rb") as spool_file:
-        spool_file.seek(start)
-        data = spool_file.read(limit)
+        return read_lines_of(spool_file, start, limit)
+
+
+def read_lines_of(spool_file: typing.BinaryIO, start: int, limit: int) -> typing.Tuple[typing.List[bytes], int]:
+    """Read the whole lines of an open spool file as :func:`read_lines` does."""
+    spool_file.seek(start)
+    data = spool_file.read(limit)
+    end = data.rfind(b"\n")
+    while end < 0:
+        more = spool_file.read(limit)
+        if not more:
+            return [], start
+        data += more
         end = data.rfind(b"\n")
-        while end < 0:
-            more = spool_file.read(limit)
-            if not more:
-                return [], start
-            data += more
-            end = data.rfind(b"\n")
     return data[:end].split(b"\n"), start + end + 1
+
+
+@contextlib.contextmanager
+def open_to_forward(path: str, wait: float) -> typing.Iterator[typing.Optional[typing.BinaryIO]]:
+    """Open a spool file for reading and hold a shared ``flock`` on it until the block ends.
+
+    The lock keeps :func:`exclusive_unless_busy` from deleting the file while
+    the caller forwards lines it read. Yields None when the file is deleted,
+    or when another process kept it locked with :func:`exclusive_unless_busy`
+    for ``wait`` seconds, because that process is about to delete it.
+    """
+    try:
+        spool_file = open(path, "rb")
+    except FileNotFoundError:
+        yield None
+        return
+    with spool_file:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(spool_file.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield None
+                    return
+                time.sleep(0.001)
+        # A file that another process deleted under its exclusive lock after
+        # this open has no name left, and its lines are forwarded already.
+        yield spool_file if os.fstat(spool_file.fileno()).st_nlink > 0 else None
+
+
+@contextlib.contextmanager
+def exclusive_unless_busy(path: str) -> typing.Iterator[typing.Optional[int]]:
+    """Hold an exclusive ``flock`` on a spool file until the block ends, without waiting for it.
+
+    Yields the file's size, or None when a writer or a process that
+    forwards the file (:func:`open_to_forward`) holds a lock on it, or when
+    it is deleted. The caller may delete the file inside the block.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        status = os.fstat(fd)
+        yield status.st_size if status.st_nlink > 0 else None
+    finally:
+        os.close(fd)
 
 
 def remove_abandoned_temporaries(directory: str, older_than: float) -> None:

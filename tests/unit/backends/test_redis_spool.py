@@ -603,3 +603,147 @@ def test_event_route_queues_through_spool(redis_url, tmp_path):
         if keys:
             redis_client.delete(*keys)
         redis_client.close()
+
+
+def clean_up_now(queue):
+    """Run the cleanup of ``queue``'s forwarder in this thread, as its next full pass would."""
+    forwarder = queue._forwarder
+    state = forwarder._current()
+    state.next_cleanup = 0.0
+    with state.lock:
+        forwarder._clean_up_due(state)
+
+
+def test_cleanup_during_forward_adds_no_line_twice(make_spooled, spool_dir, redis_client, redis_namespace, monkeypatch):
+    name = "4242-8-abc.spool"
+    write_spool_file(spool_dir, name, b"")
+    cleaner = make_spooled()
+    late = make_spooled()
+    # The late forwarder saw the file while it was empty, so it expects offset 0.
+    assert late._forwarder.forward_waiting() == 0
+    with open(os.path.join(spool_dir, name), "ab") as spool_file:
+        spool_file.write(b"".join(spool_line(f"m{n}", {"n": n}) for n in range(3)))
+    assert cleaner._forwarder.forward_waiting() == 3
+
+    parse_lines = redis_spool._parse_lines
+    cleanups = []
+
+    def parse_then_clean_up(lines, start):
+        # The late forwarder has read the lines; the cleaner's pass comes before its script.
+        if not cleanups:
+            cleanups.append(name)
+            clean_up_now(cleaner)
+        return parse_lines(lines, start)
+
+    monkeypatch.setattr(redis_spool, "_parse_lines", parse_then_clean_up)
+    late._forwarder.forward_waiting()
+    monkeypatch.setattr(redis_spool, "_parse_lines", parse_lines)
+
+    assert cleanups == [name]
+    assert redis_client.xlen(late.stream) == 3
+    clean_up_now(cleaner)
+    assert list_spool_files(spool_dir) == {}
+    assert offset_keys(redis_client, redis_namespace) == []
+    assert redis_client.xlen(late.stream) == 3
+
+
+def test_exact_put_fails_fast_during_outage(make_spooled, own_redis, monkeypatch):
+    queue = make_spooled(own_redis.url, client_settings=FAIL_FAST_CLIENT)
+    spooled = queue.put({"n": 1})
+    state = queue._forwarder._current()
+    wait_until(lambda: state.last_error is not None, "the forwarder's first failed attempt")
+    forward = queue._forwarder._forward
+    calls = []
+
+    def counted_forward(*args, **kwargs):
+        calls.append(args)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(queue._forwarder, "_forward", counted_forward)
+
+    with pytest.raises(BackendUnavailable, match="the spool forwarder's last attempt failed"):
+        queue.put_unless_claimed({"n": 2}, ["event:Ev2"], LONG_TTL, exact=True)
+    # The exact put raised at once instead of waiting for the client's timeouts again.
+    assert calls == []
+
+    own_redis.start()
+    wait_until(lambda: state.last_error is None, "the forwarder reaching Redis again")
+    exact = queue.put_unless_claimed({"n": 2}, ["event:Ev2"], LONG_TTL, exact=True)
+    assert [delivery.id for delivery in collect(queue, 2)] == [spooled, exact]
+
+
+def _log_outage_in_child(queue, result_path):
+    logged = threading.Event()
+
+    class OutageHandler(logging.Handler):
+        def emit(self, record):
+            if "unavailable" in record.getMessage():
+                logged.set()
+
+    logging.getLogger("omnibot.backends.redis_spool").addHandler(OutageHandler(logging.ERROR))
+    queue.put({"n": "child"})
+    with open(result_path, "w", encoding="utf-8") as result_file:
+        result_file.write("logged" if logged.wait(PATIENCE) else "not logged")
+
+
+def test_child_logs_outage_after_fork(make_spooled, tmp_path, monkeypatch):
+    monkeypatch.setattr(redis_spool, "_STOP_TIMEOUT", 0.5)
+    queue = make_spooled(f"redis://127.0.0.1:{unused_port()}/0", client_settings=FAIL_FAST_CLIENT)
+    queue.put({"n": "parent"})
+    outage = queue._forwarder._current().outage
+    result_path = str(tmp_path / "result.txt")
+    context = multiprocessing.get_context("fork")
+
+    # The parent's thread may be logging a failure at the instant of fork().
+    with outage._lock:
+        child = context.Process(target=_log_outage_in_child, args=(queue, result_path))
+        child.start()
+    child.join(timeout=PATIENCE + 30)
+
+    with open(result_path, encoding="utf-8") as result_file:
+        assert result_file.read() == "logged"
+
+
+def test_failed_delete_keeps_offset_key(make_spooled, spool_dir, redis_client, redis_namespace, monkeypatch):
+    name = "4242-9-abc.spool"
+    write_spool_file(spool_dir, name, b"".join(spool_line(f"m{n}", {"n": n}) for n in range(2)))
+    queue = make_spooled()
+    assert queue._forwarder.forward_waiting() == 2
+    remove = os.remove
+
+    def refuse_spool_files(path, *args, **kwargs):
+        if path.endswith(".spool"):
+            raise PermissionError(13, "Permission denied", path)
+        return remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "remove", refuse_spool_files)
+    clean_up_now(queue)
+    monkeypatch.setattr(os, "remove", remove)
+
+    assert list(list_spool_files(spool_dir)) == [name]
+    assert len(offset_keys(redis_client, redis_namespace)) == 1
+    # A forwarder that has not seen the file before reads its offset from Redis.
+    other = make_spooled()
+    assert other._forwarder.forward_waiting() == 0
+    assert redis_client.xlen(queue.stream) == 2
+    clean_up_now(queue)
+    assert list_spool_files(spool_dir) == {}
+    assert offset_keys(redis_client, redis_namespace) == []
+
+
+def test_lost_offset_key_adds_no_line_again(make_spooled, redis_client, redis_namespace, caplog):
+    queue = make_spooled()
+    for number in range(3):
+        queue.put({"n": number})
+    assert [delivery.body["n"] for delivery in collect(queue, 3)] == [0, 1, 2]
+
+    # What a Redis restart without persistence does to the offsets of files that are still open.
+    [key] = offset_keys(redis_client, redis_namespace)
+    redis_client.delete(key)
+    with caplog.at_level(logging.WARNING, logger="omnibot.backends.redis_spool"):
+        queue.put({"n": 3})
+        assert [delivery.body["n"] for delivery in collect(queue, 1)] == [3]
+        assert queue.get(timeout=0.5) is None
+
+    assert "went back from" in caplog.text
+    assert int(redis_client.get(key)) > 0

@@ -42,11 +42,12 @@ from omnibot.backend_outage import OutageLog
 from omnibot.backends.redis_connection import RedisClient, translate_errors
 from omnibot.backends.redis_records import encode_dead_letter, encode_spooled_message
 from omnibot.backends.spool_files import (
+    count_newlines,
     exclusive_unless_busy,
     list_spool_files,
     open_to_forward,
-    read_lines,
     read_lines_of,
+    read_to_end,
     remove_abandoned_temporaries,
     remove_spool_file,
 )
@@ -578,9 +579,7 @@ class SpoolForwarder:
         lock, so no other process is forwarding lines that it read from the
         file, and a process that opens it afterwards finds it deleted.
 
-        A file whose writer died in the middle of a line ends with part of
-        a line. That put never returned, so the web process did not
-        acknowledge the request and Slack sends it again; the part is skipped.
+        The torn end of a file whose writer died is skipped (:func:`read_to_end`).
         """
         deleted = []
         for name in sizes:
@@ -591,7 +590,8 @@ class SpoolForwarder:
             with exclusive_unless_busy(path) as size:
                 # The size is read under the lock, because the listing is older
                 # and the writer may have added lines before it closed the file.
-                if size is None or not self._forwarded_to_end(path, name, offset, size):
+                # read_to_end() is False while lines that this process has not seen forwarded remain; the next pass takes them.
+                if size is None or not read_to_end(path, offset, size, _MAX_BATCH_BYTES):
                     continue
                 # A file that stays keeps its offset key, or the next forward would add its lines again.
                 if not remove_spool_file(path):
@@ -599,38 +599,15 @@ class SpoolForwarder:
             deleted.append(name)
         return deleted
 
-    def _forwarded_to_end(self, path: str, name: str, offset: int, size: int) -> bool:
-        """Return True when no whole line of the finished file ``path`` follows ``offset``, which this process last saw."""
-        if offset >= size:
-            return True
-        try:
-            lines, _ = read_lines(path, offset, _MAX_BATCH_BYTES)
-        except FileNotFoundError:
-            return False
-        if lines:
-            # Lines that this process has not seen forwarded yet; the next pass takes them.
-            return False
-        logger.warning(
-            "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
-            size - offset,
-            name,
-        )
-        return True
-
     # -- counting -------------------------------------------------------------
 
     def _count_lines(self, name: str, offset: int) -> int:
-        waiting = 0
         try:
-            with open(os.path.join(self.directory, name), "rb") as spool_file:
-                spool_file.seek(offset)
-                while chunk := spool_file.read(_MAX_BATCH_BYTES):
-                    waiting += chunk.count(b"\n")
+            return count_newlines(os.path.join(self.directory, name), offset)
         except FileNotFoundError:
             return 0
         except OSError as error:
             raise BackendUnavailable(f"cannot read spool file {name}: {error}") from error
-        return waiting
 
     def _count_lines_locally(self, state: _ProcessState) -> str:
         """Return the count of lines of this process's files past the offsets it last saw, read without Redis.

@@ -274,6 +274,48 @@ def exclusive_unless_busy(path: str) -> typing.Iterator[typing.Optional[int]]:
         os.close(fd)
 
 
+def read_to_end(path: str, offset: int, size: int, limit: int) -> bool:
+    """Return True when no whole line of the finished spool file ``path`` follows byte ``offset``.
+
+    A file whose writer died in the middle of a line ends with part of a
+    line. That put never returned, so the web process did not acknowledge
+    the request and Slack sends it again: the part is skipped with a
+    warning. ``size`` is the file's size read after its writer finished,
+    and ``limit`` bounds the bytes read to look for a whole line.
+    """
+    if offset >= size:
+        return True
+    try:
+        lines, _ = read_lines(path, offset, limit)
+    except FileNotFoundError:
+        return False
+    if lines:
+        return False
+    logger.warning(
+        "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
+        size - offset,
+        os.path.basename(path),
+    )
+    return True
+
+
+def count_newlines(path: str, start: int, end: typing.Optional[int] = None) -> int:
+    """Count the newline bytes of ``path`` from byte ``start`` up to byte ``end`` (the end of the file when None)."""
+    count = 0
+    chunk_size = 1024 * 1024
+    with open(path, "rb") as spool_file:
+        spool_file.seek(start)
+        remaining = None if end is None else end - start
+        while remaining is None or remaining > 0:
+            chunk = spool_file.read(chunk_size if remaining is None else min(chunk_size, remaining))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            if remaining is not None:
+                remaining -= len(chunk)
+    return count
+
+
 def remove_abandoned_temporaries(directory: str, older_than: float) -> None:
     """Delete files that a writer created but never renamed, that no process keeps open, and that are older than ``older_than`` seconds.
 

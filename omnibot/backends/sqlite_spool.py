@@ -32,8 +32,10 @@ import typing
 import weakref
 
 from omnibot.backends.spool_files import (
+    count_newlines,
     list_spool_files,
     read_lines,
+    read_to_end,
     remove_abandoned_temporaries,
     remove_spool_file,
     writer_finished,
@@ -211,10 +213,7 @@ class SpoolImporter:
     def _settle_finished(self, conn, sizes: typing.Dict[str, int], imported: typing.Dict[str, int]) -> typing.List[str]:
         """Return the files whose writers are gone and that are read to their end, for deletion after the commit.
 
-        A file whose writer died in the middle of a line ends with part of
-        a line. That put never returned, so the web process did not
-        acknowledge the request and Slack sends it again; the part is skipped.
-
+        The torn end of a file whose writer died is skipped (:func:`read_to_end`).
         The offset of a file is dropped only once the file is gone. A reader
         that found no offset for a file that still exists would import it
         again from its start.
@@ -230,21 +229,9 @@ class SpoolImporter:
                 size = os.stat(path).st_size
             except FileNotFoundError:
                 continue
-            offset = imported[name]
-            if offset < size:
-                try:
-                    lines, _ = read_lines(path, offset, _READ_LIMIT)
-                except FileNotFoundError:
-                    continue
-                if lines:
-                    # This import stopped at its read limit; the rest comes next time.
-                    continue
-                logger.warning(
-                    "skipped %d bytes at the end of spool file %s: its writer stopped in the middle of a line",
-                    size - offset,
-                    name,
-                )
-            finished.append(name)
+            # False when this import stopped at its read limit; the rest comes next time.
+            if read_to_end(path, imported[name], size, _READ_LIMIT):
+                finished.append(name)
 
         # Checked now, inside the transaction, because the listing may be older than a file.
         for (name,) in conn.execute("SELECT file FROM spool_offsets").fetchall():
@@ -286,7 +273,7 @@ class SpoolImporter:
                     # An import after the listing can make this negative.
                     waiting += max(0, self._count_lines(name, size) - imported_lines.get(name, 0))
                 else:
-                    waiting += _count_newlines(os.path.join(self.directory, name), offset, size)
+                    waiting += count_newlines(os.path.join(self.directory, name), offset, size)
             except FileNotFoundError:
                 continue
             except OSError as error:
@@ -298,25 +285,13 @@ class SpoolImporter:
         with self._counted_lock:
             counted_to, lines = self._counted.get(name, (0, 0))
             if size > counted_to:
-                lines += _count_newlines(os.path.join(self.directory, name), counted_to, size)
+                lines += count_newlines(os.path.join(self.directory, name), counted_to, size)
                 self._counted[name] = (size, lines)
                 return lines
         if size == counted_to:
             return lines
         # Counted further by a call with a newer listing; count this prefix alone.
-        return _count_newlines(os.path.join(self.directory, name), 0, size)
-
-
-def _count_newlines(path: str, start: int, end: int) -> int:
-    """Count the newline bytes of ``path`` from byte ``start`` up to byte ``end``."""
-    count = 0
-    with open(path, "rb") as spool_file:
-        spool_file.seek(start)
-        remaining = end - start
-        while remaining > 0 and (chunk := spool_file.read(min(_READ_LIMIT, remaining))):
-            count += chunk.count(b"\n")
-            remaining -= len(chunk)
-    return count
+        return count_newlines(os.path.join(self.directory, name), 0, size)
 
 
 def _reset_lock(reference: "weakref.ref[SpoolImporter]") -> None:

@@ -1,16 +1,26 @@
-"""QUEUE_SPOOL under gunicorn: a web worker killed with SIGKILL while events arrive loses no acknowledged event."""
+"""Spool files under gunicorn: a web worker killed with SIGKILL while events arrive loses no acknowledged event.
+
+Runs on the SQLite default and on Redis with ``QUEUE_SPOOL=1``. The Redis
+run uses the Redis at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``)
+with a key prefix of its own, deleted afterwards.
+"""
 
 import concurrent.futures
 import os
 import signal
 import threading
+import uuid
 
 import pytest
+import redis
 import requests
 
+from omnibot.backends.redis_connection import create_client, redact_url
 from omnibot.fake_slack import FakeSlack
 from tests.integration.stack import Stack
 from tests.support import BASE_CONFIG, message_event, signed, wait_until
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 EVENTS = 400
 KILL_AFTER = 120
@@ -33,8 +43,58 @@ def slack():
 
 
 @pytest.fixture
-def stack(slack, tmp_path):
-    stack = Stack(str(tmp_path), BASE_CONFIG + HANDLERS, slack.api_url, env={"QUEUE_SPOOL": "1"}, workers=1, web_workers=2)
+def redis_client():
+    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    client = create_client(url, retries=0, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        message = f"Redis is not answering at {redact_url(url)}; start redis-server or set REDIS_URL"
+        if os.environ.get("OMNIBOT_REQUIRE_REDIS") == "1":
+            pytest.fail(f"{message} (OMNIBOT_REQUIRE_REDIS=1 forbids skipping): {exc}")
+        pytest.skip(message)
+    client.url = url
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client):
+    prefix = f"test-{uuid.uuid4().hex}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request):
+    """The queue settings of each run: the SQLite default, or Redis with QUEUE_SPOOL=1 and its own key prefix."""
+    if request.param == "sqlite":
+        return {"name": "sqlite", "env": {}, "queue_url": None, "spool": "queue.db-spool"}
+    client = request.getfixturevalue("redis_client")
+    prefix = request.getfixturevalue("redis_prefix")
+    return {
+        "name": "redis",
+        "env": {"QUEUE_SPOOL": "1"},
+        "queue_url": f"{client.url}?prefix={prefix}",
+        "spool": "queue-spool",
+        "client": client,
+        "prefix": prefix,
+    }
+
+
+@pytest.fixture
+def stack(slack, tmp_path, backend):
+    stack = Stack(
+        str(tmp_path),
+        BASE_CONFIG + HANDLERS,
+        slack.api_url,
+        env=backend["env"],
+        workers=1,
+        web_workers=2,
+        queue_url=backend["queue_url"],
+    )
     try:
         stack.start()
         yield stack
@@ -69,7 +129,7 @@ def post(url, number):
     return ts if response.status_code == 200 else None
 
 
-def test_killed_web_worker_loses_no_acknowledged_event(stack):
+def test_killed_web_worker_loses_no_acknowledged_event(stack, backend):
     sent = threading.Semaphore(0)
     killed = []
 
@@ -105,5 +165,12 @@ def test_killed_web_worker_loses_no_acknowledged_event(stack):
     assert len(runs) == len(set(runs))
 
     # The killed process's files are read to the end and deleted, since no process keeps them open.
-    spool = os.path.join(stack.tmp_path, "data", "queue.db-spool")
+    spool = os.path.join(stack.tmp_path, "data", backend["spool"])
     wait_until(lambda: not [name for name in os.listdir(spool) if name.startswith(f"{killed[0]}-")], timeout=10)
+    if backend["name"] == "redis":
+        pattern = f"{backend['prefix']}:*spool_offset:{killed[0]}-*"
+        wait_until(
+            lambda: not list(backend["client"].scan_iter(match=pattern)),
+            timeout=10,
+            message="deletion of the killed worker's offset keys",
+        )

@@ -20,6 +20,7 @@ from omnibot.backends.spool_files import SpoolWriter
 from omnibot.backends.sqlite_connection import SqliteConnections
 from omnibot.backends.sqlite_spool import SCHEMA as SPOOL_SCHEMA, UNREADABLE_LINE_KEY, PendingPut, SpoolImporter
 from omnibot.backends.unique_ids import new_id
+from omnibot.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -402,9 +403,18 @@ class SqliteQueue(Queue):
         return cursor.rowcount
 
     def close(self) -> None:
-        """Close the connections this queue opened in the current process, and the idle spool files of its pool."""
+        """Close the idle spool files of this process's pool, import them, and close the connections this queue opened.
+
+        The import at close takes the lines that no worker imported yet and
+        deletes the closed files, so a clean stop leaves no spool file behind.
+        When it fails, the lines wait in the files for the next import.
+        """
         if self._spool_writer is not None:
             self._spool_writer.close()
+            try:
+                self._spool_importer.import_at_close()
+            except BackendUnavailable as error:
+                logger.warning("left the spool files in %s for the next import: %s", self._spool_importer.directory, error)
         self._db.close()
 
     def _lease_next(self) -> typing.Optional[Delivery]:

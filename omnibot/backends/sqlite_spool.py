@@ -132,6 +132,16 @@ class SpoolImporter:
             self._next_import = time.monotonic() + _IMPORT_INTERVAL
             return self.import_now()
 
+    def import_at_close(self) -> int:
+        """Import new lines and delete the finished files now, after any import of this process that is running.
+
+        Raises:
+            BackendUnavailable: The SQLite file could not be written.
+        """
+        with self._busy:
+            self._next_cleanup = 0.0
+            return self.import_now()
+
     def import_now(self) -> int:
         """Import the new lines of every spool file and return how many were read.
 

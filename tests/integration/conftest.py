@@ -14,7 +14,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 def redis_url():
     """Return the URL of a Redis server that replies to PING (``REDIS_URL``, default db 0 on 127.0.0.1:6379).
 
-    Skips the test when none answers, or fails it under OMNIBOT_REQUIRE_REDIS=1.
+    Skips the test when no server replies, or fails it under OMNIBOT_REQUIRE_REDIS=1.
     """
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     client = create_client(url, retries=0, socket_timeout=2.0, socket_connect_timeout=2.0)

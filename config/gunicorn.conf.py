@@ -46,7 +46,19 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    logging.getLogger("omnibot.web").info("web worker %d started", worker.pid)
+    logger = logging.getLogger("omnibot.web")
+    logger.info("web worker %d started", worker.pid)
+
+    # Opened now and not at the first request, so the log names the queue
+    # backend at boot, and a Redis spool forwarder takes over the lines of
+    # a stopped web worker even when no request comes.
+    runtime = getattr(worker.wsgi, "extensions", {}).get("omnibot")
+    if runtime is None:
+        return
+    try:
+        runtime.queue.start()
+    except Exception:
+        logger.exception("could not open the queue in web worker %d; its first request tries again", worker.pid)
 
 
 def worker_exit(server, worker):

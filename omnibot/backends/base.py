@@ -71,6 +71,14 @@ class Queue(abc.ABC):
             ValueError: When ``ttl`` is not positive.
         """
 
+    def start(self) -> None:
+        """Start the background work of this process, if the backend has any.
+
+        A web process calls it as it boots, so that its spool forwarder, on
+        Redis with ``QUEUE_SPOOL=1``, forwards lines that a stopped process
+        left before the first request comes. Puts and gets start it too.
+        """
+
     @abc.abstractmethod
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
         """Lease the next ready message, waiting up to ``timeout`` seconds; None when none came."""

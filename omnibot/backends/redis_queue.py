@@ -379,6 +379,11 @@ class RedisQueue(Queue):
         self._warn_if_long(length)
         return message_id
 
+    def start(self) -> None:
+        """Start this process's spool forwarder, when puts go through spool files."""
+        if self._forwarder is not None:
+            self._forwarder.start()
+
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
         """Lease the next message, waiting up to ``timeout`` seconds.
 

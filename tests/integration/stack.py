@@ -164,3 +164,22 @@ class Stack:
     def settle(self, seconds=1.0):
         """Give the worker time to process anything still queued (for negative checks)."""
         time.sleep(seconds)
+
+
+class ConfiguredStack(Stack):
+    """The test stack, with gunicorn reading config/gunicorn.conf.py as in production."""
+
+    def start_web(self):
+        log = open(os.path.join(self.tmp_path, "web.log"), "ab")
+        self.web = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-c", os.path.join(REPO, "config", "gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.web_workers),
+                "--graceful-timeout", "5",
+                "omnibot.wsgi:app",
+            ],
+            env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_until(self._healthy, timeout=30, message=f"gunicorn on {self.url} (see {log.name})")

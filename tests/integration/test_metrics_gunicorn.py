@@ -9,16 +9,14 @@ import concurrent.futures
 import glob
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from omnibot.fake_slack import FakeSlack
-from tests.integration.stack import Stack
-from tests.support import BASE_CONFIG, REPO, message_event, wait_until
+from tests.integration.stack import ConfiguredStack
+from tests.support import BASE_CONFIG, message_event, wait_until
 
 CONFIG = BASE_CONFIG.replace('paths: ["^/api/"]', 'paths: ["^/api/", "^/metrics$"]') + """
 handlers:
@@ -32,25 +30,6 @@ handlers:
 TEAM_ROUTE = "/api/v1/slack/get_team/<team_name>"
 BATCH = 10
 MAX_BATCHES = 10
-
-
-class ConfiguredStack(Stack):
-    """The test stack, with gunicorn reading config/gunicorn.conf.py as in production."""
-
-    def start_web(self):
-        log = open(os.path.join(self.tmp_path, "web.log"), "ab")
-        self.web = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn",
-                "-c", os.path.join(REPO, "config", "gunicorn.conf.py"),
-                "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(self.web_workers),
-                "--graceful-timeout", "5",
-                "omnibot.wsgi:app",
-            ],
-            env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )
-        wait_until(self._healthy, timeout=30, message=f"gunicorn on {self.url} (see {log.name})")
 
 
 @pytest.fixture(scope="module")

@@ -354,10 +354,14 @@ class SpoolForwarder:
                 return
             except BackendUnavailable as error:
                 if time.monotonic() + backoff >= deadline:
+                    waiting = self._count_lines_locally(state)
+                    if waiting == "0":
+                        # Only the cleanup failed; no line waits.
+                        return
                     logger.error(
                         "stopped forwarding with %s lines of this process still in spool files in %s (%s); "
                         "a process that opens the queue with QUEUE_SPOOL=1 forwards them once Redis is reachable",
-                        self._count_lines_locally(state),
+                        waiting,
                         self.directory,
                         error,
                     )

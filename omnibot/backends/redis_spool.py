@@ -421,7 +421,7 @@ class SpoolForwarder:
     # -- forwarding -----------------------------------------------------------
 
     def _forward(self, state: _ProcessState, own_only: bool) -> int:
-        """Forward the new lines of this process's files, or of every file; the caller holds ``state.lock``."""
+        """Forward the new lines of this process's files, or of every file; the caller must have acquired ``state.lock``."""
         sizes = list_spool_files(self.directory)
         if own_only:
             sizes = {name: size for name, size in sizes.items() if name.startswith(state.file_prefix)}

@@ -146,7 +146,7 @@ class SqliteQueue(Queue):
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         put = PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body))
         if exact:
-            # A line that an earlier put spooled holds its claims only once it is imported.
+            # The claims of a line that an earlier put spooled exist only once it is imported.
             self._spool_importer.import_waiting()
             return self._puts.submit(put)
         return self._submit(put)
@@ -219,7 +219,7 @@ class SqliteQueue(Queue):
             # Spool files are imported only when nothing is ready, so a busy
             # queue takes them in large batches and few transactions. The last
             # look before returning None imports even right after another
-            # import, so that it sees what was spooled before the call.
+            # import, so that it leases what was spooled before the call.
             if delivery is None and self._spool_importer.import_due(last_look=remaining <= 0):
                 delivery = self._lease_next()
             if delivery is not None:
@@ -412,7 +412,7 @@ class SqliteQueue(Queue):
         if self._spool_writer is not None:
             self._spool_writer.close()
             try:
-                self._spool_importer.import_at_close()
+                self._spool_importer.import_waiting(clean_up=True)
             except BackendUnavailable as error:
                 logger.warning("left the spool files in %s for the next import: %s", self._spool_importer.directory, error)
         self._db.close()

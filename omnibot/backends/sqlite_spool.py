@@ -122,24 +122,20 @@ class SpoolImporter:
         finally:
             self._busy.release()
 
-    def import_waiting(self) -> int:
+    def import_waiting(self, clean_up: bool = False) -> int:
         """Import new lines now, after any import of this process that is running; return how many were read.
+
+        Args:
+            clean_up: Also delete the finished files now, as at close,
+                instead of at most once a second.
 
         Raises:
             BackendUnavailable: The SQLite file could not be written.
         """
         with self._busy:
             self._next_import = time.monotonic() + _IMPORT_INTERVAL
-            return self.import_now()
-
-    def import_at_close(self) -> int:
-        """Import new lines and delete the finished files now, after any import of this process that is running.
-
-        Raises:
-            BackendUnavailable: The SQLite file could not be written.
-        """
-        with self._busy:
-            self._next_cleanup = 0.0
+            if clean_up:
+                self._next_cleanup = 0.0
             return self.import_now()
 
     def import_now(self) -> int:

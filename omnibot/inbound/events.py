@@ -94,7 +94,7 @@ def _queue(runtime, bot, payload, headers) -> Answer:
     # failure leaves nothing claimed and Slack's retry is accepted.
     try:
         # A Slack retry is checked against the claims at once, even through a
-        # spool, so that the answer to a retry of a queued event says duplicate.
+        # spool, so that the response to a retry of a queued event reports a duplicate.
         message_id = runtime.queue.put_unless_claimed(
             envelope, dedup.event_keys(bot.app_id, payload), runtime.settings.dedup_ttl, exact=bool(retry)
         )

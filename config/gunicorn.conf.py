@@ -6,6 +6,10 @@
 ``GUNICORN_TIMEOUT``, ``GUNICORN_GRACEFUL_TIMEOUT`` and ``GUNICORN_ACCESSLOG``
 override the values below; gunicorn's command-line flags override both.
 
+With a Redis queue and ``QUEUE_SPOOL=1``, the master also starts one
+``omnibot spool-forwarder`` process, which forwards the web workers' spool
+files to Redis at a lower CPU priority, and stops it when gunicorn exits.
+
 ``PROMETHEUS_MULTIPROC_DIR`` is the folder where the workers write their
 Prometheus metrics, so that ``/metrics`` adds up all workers. When it is
 unset, a new temporary folder is used and removed when gunicorn exits.
@@ -15,6 +19,8 @@ import glob
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")
@@ -74,6 +80,8 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    _stop_spool_forwarder(server)
+
     # Only a folder that this file created is removed.
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
     in_temp = os.path.dirname(folder) == tempfile.gettempdir()
@@ -100,6 +108,43 @@ def when_ready(server):
     from omnibot.reload import guard_gunicorn_reload
 
     guard_gunicorn_reload(server)
+    _start_spool_forwarder(server)
+
+
+# The omnibot spool-forwarder process that when_ready started, if any.
+_spool_forwarder = None
+
+# Seconds the forwarder gets to forward what is left after SIGTERM.
+_SPOOL_FORWARDER_STOP_TIMEOUT = 15
+
+
+def _start_spool_forwarder(server):
+    global _spool_forwarder
+    from omnibot.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+    except ValueError:
+        # The workers report the invalid setting.
+        return
+    on_redis = (settings.queue_url or "").startswith(("redis://", "rediss://"))
+    if not (on_redis and settings.queue_spool is True):
+        return
+    # Started by the master, so that its lifetime is gunicorn's and not a worker's.
+    _spool_forwarder = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder"])
+    server.log.info("started omnibot spool-forwarder %d", _spool_forwarder.pid)
+
+
+def _stop_spool_forwarder(server):
+    if _spool_forwarder is None:
+        return
+    _spool_forwarder.terminate()
+    try:
+        _spool_forwarder.wait(_SPOOL_FORWARDER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        server.log.warning("omnibot spool-forwarder %d did not stop within %d s; killing it", _spool_forwarder.pid, _SPOOL_FORWARDER_STOP_TIMEOUT)
+        _spool_forwarder.kill()
+        _spool_forwarder.wait()
 # gunicorn 27 opens a control socket at one fixed path per user, which
 # several omnibot instances on one host would share; omnibot does not use it.
 control_socket_disable = True

@@ -384,6 +384,18 @@ class RedisQueue(Queue):
         if self._forwarder is not None:
             self._forwarder.start()
 
+    def forward_spool_for_host(self, stopping: threading.Event) -> bool:
+        """Forward every spool file of this host until ``stopping`` is set, as ``omnibot spool-forwarder`` does.
+
+        See :meth:`SpoolForwarder.run_for_host`; returns its result.
+
+        Raises:
+            ValueError: This queue has no spool directory.
+        """
+        if self._forwarder is None:
+            raise ValueError("this Redis queue does not put through spool files (QUEUE_SPOOL=1)")
+        return self._forwarder.run_for_host(stopping)
+
     def get(self, timeout: float = 1.0) -> typing.Optional[Delivery]:
         """Lease the next message, waiting up to ``timeout`` seconds.
 

@@ -24,6 +24,13 @@ import: a line whose claim key is claimed already, by Redis or by an
 earlier line of the batch, is dropped and logged. Its claims expire ``ttl``
 seconds after the forward.
 
+A host can run one ``omnibot spool-forwarder`` process instead
+(:meth:`SpoolForwarder.run_for_host`), which config/gunicorn.conf.py starts
+beside the web workers at a lower CPU priority, so that under a burst the
+web workers acknowledge first and the lines wait on disk. While it holds
+the host's lock (:mod:`omnibot.backends.spool_host_lock`), the threads of
+the web processes are paused, and they forward again within a second of its exit.
+
 While Redis is unreachable, puts keep succeeding and the lines wait on the
 web host's disk. The forwarder retries with a backoff of up to 1 s and
 forwards the backlog once Redis is reachable again. A host that never comes back
@@ -41,6 +48,7 @@ import weakref
 from omnibot.backend_outage import OutageLog
 from omnibot.backends.redis_connection import RedisClient, translate_errors
 from omnibot.backends.redis_records import encode_dead_letter, encode_spooled_message
+from omnibot.backends.spool_host_lock import HostForwarderLock, held_by_another
 from omnibot.backends.spool_files import (
     count_newlines,
     exclusive_unless_busy,
@@ -61,6 +69,12 @@ _BATCH_DELAY = 0.002
 
 # Seconds between two forwards of every file of the directory when no put of this process wakes the thread.
 _POLL_INTERVAL = 1.0
+
+# Seconds the host's forwarder process waits between two passes over the
+# directory: the shortest while lines arrive, doubling up to the longest
+# while none do. It has no wake-up from the web processes' puts.
+_HOST_BUSY_POLL = 0.002
+_HOST_IDLE_POLL = 0.02
 
 # Seconds between two checks for finished files, which cost a few system calls per file.
 _CLEANUP_INTERVAL = 1.0
@@ -218,6 +232,8 @@ class _ProcessState:
         self.stale_offset_keys: typing.Set[str] = set()
         self.next_cleanup = 0.0
         self.next_offset_refresh = 0.0
+        # True while another process holds the host's forwarder lock and forwards for this one.
+        self.delegated = False
 
 
 class SpoolForwarder:
@@ -267,7 +283,7 @@ class SpoolForwarder:
     def notify(self) -> None:
         """Wake this process's thread, starting it when needed, because a put appended a line."""
         state = self.start()
-        if not state.wake.is_set():
+        if not state.delegated and not state.wake.is_set():
             state.wake.set()
 
     def start(self) -> _ProcessState:
@@ -394,6 +410,9 @@ class SpoolForwarder:
             state.wake.clear()
 
             full_pass = time.monotonic() >= next_full_pass or backoff > 0
+            if full_pass and self._check_delegation(state):
+                next_full_pass = time.monotonic() + _POLL_INTERVAL
+                continue
             try:
                 with state.lock:
                     self._forward(state, own_only=not full_pass)
@@ -417,6 +436,83 @@ class SpoolForwarder:
             backoff = 0.0
             if full_pass:
                 next_full_pass = time.monotonic() + _POLL_INTERVAL
+
+    def _check_delegation(self, state: _ProcessState) -> bool:
+        """Return True while a forwarder process of the host holds its lock, and log each change."""
+        try:
+            delegated = held_by_another(self.directory)
+        except OSError as error:
+            logger.warning("cannot test the spool forwarder lock in %s (%s); this process forwards its lines", self.directory, error)
+            delegated = False
+        if delegated != state.delegated:
+            state.delegated = delegated
+            if delegated:
+                logger.info("an omnibot spool-forwarder process is forwarding the spool files in %s; this process's forwarder thread is paused", self.directory)
+            else:
+                logger.info("no omnibot spool-forwarder process has the lock in %s; this process's forwarder thread is forwarding again", self.directory)
+        return delegated
+
+    def run_for_host(self, stopping: threading.Event) -> bool:
+        """Forward every spool file of the directory until ``stopping`` is set, as the host's only forwarder.
+
+        Takes the host's forwarder lock first, waiting while another process
+        has it, so that the web processes' threads pause. Passes over
+        the directory every :data:`_HOST_BUSY_POLL` to :data:`_HOST_IDLE_POLL`
+        seconds, and deletes finished files once a second. When stopping, it
+        forwards once more and releases the lock; what it could not forward,
+        the web processes forward.
+
+        Returns:
+            False when ``stopping`` was set before the lock was free, else True.
+        """
+        lock = HostForwarderLock(self.directory)
+        if not lock.acquire(stopping):
+            return False
+        state = self._current()
+        logger.info("forwarding the spool files in %s to the Redis queue at %s", self.directory, self._location)
+        try:
+            self._forward_until(state, stopping)
+            try:
+                with state.lock:
+                    self._forward(state, own_only=False)
+                    state.next_cleanup = 0.0
+                    self._clean_up_due(state)
+            except BackendUnavailable as error:
+                logger.error(
+                    "stopped forwarding with %s lines still in spool files in %s (%s); the web processes forward them once Redis is reachable",
+                    self._count_lines_locally(state, own_only=False),
+                    self.directory,
+                    error,
+                )
+        finally:
+            lock.release()
+        return True
+
+    def _forward_until(self, state: _ProcessState, stopping: threading.Event) -> None:
+        """Forward, clean up and wait until ``stopping`` is set, backing off while Redis is unreachable."""
+        delay = _HOST_IDLE_POLL
+        backoff = 0.0
+        while not stopping.is_set():
+            try:
+                with state.lock:
+                    sent = self._forward(state, own_only=False)
+                    self._clean_up_due(state)
+            except BackendUnavailable as error:
+                backoff = min(max(backoff * 2, _MIN_BACKOFF), _MAX_BACKOFF)
+                state.outage.failed(error, backoff)
+                stopping.wait(backoff)
+                continue
+            except Exception:
+                backoff = _MAX_BACKOFF
+                logger.exception("forwarding spool files in %s failed; retrying in %.1f s", self.directory, backoff)
+                stopping.wait(backoff)
+                continue
+
+            if backoff:
+                state.outage.reached()
+            backoff = 0.0
+            delay = _HOST_BUSY_POLL if sent else min(delay * 2, _HOST_IDLE_POLL)
+            stopping.wait(delay)
 
     # -- forwarding -----------------------------------------------------------
 
@@ -607,8 +703,8 @@ class SpoolForwarder:
         except OSError as error:
             raise BackendUnavailable(f"cannot read spool file {name}: {error}") from error
 
-    def _count_lines_locally(self, state: _ProcessState) -> str:
-        """Return the count of lines of this process's files past the offsets it last saw, read without Redis.
+    def _count_lines_locally(self, state: _ProcessState, own_only: bool = True) -> str:
+        """Return the count of lines of this process's files, or of every file, past the offsets it last saw, read without Redis.
 
         Returns "an unknown number of" when a file cannot be read, because the result goes into a log line.
         """
@@ -617,7 +713,7 @@ class SpoolForwarder:
             return str(sum(
                 self._count_lines(name, state.forwarded.get(name, 0))
                 for name in sizes
-                if name.startswith(state.file_prefix)
+                if not own_only or name.startswith(state.file_prefix)
             ))
         except BackendUnavailable:
             return "an unknown number of"

@@ -16,6 +16,7 @@ COMMANDS = {
     "simulate": "omnibot.cli.simulate",
     "fake-slack": "omnibot.cli.fake_slack",
     "dlq": "omnibot.cli.dlq",
+    "spool-forwarder": "omnibot.cli.spool_forwarder",
 }
 
 

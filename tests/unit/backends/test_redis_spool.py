@@ -24,6 +24,7 @@ from omnibot.backends import redis_spool
 from omnibot.backends.redis_connection import create_client
 from omnibot.backends.redis_queue import RedisQueue
 from omnibot.backends.spool_files import SpoolWriter, list_spool_files
+from omnibot.backends.spool_host_lock import HostForwarderLock, held_by_another
 from omnibot.backends.spool_records import PendingPut
 from omnibot.errors import BackendUnavailable
 from tests.unit.backends.conftest import skip_or_fail
@@ -748,3 +749,108 @@ def test_lost_offset_key_adds_no_line_again(make_spooled, redis_client, redis_na
 
     assert "went back from" in caplog.text
     assert int(redis_client.get(key)) > 0
+
+
+# -- the host's forwarder process -------------------------------------------------------
+
+
+@pytest.fixture
+def stream_reader(redis_url, redis_namespace):
+    """A queue on the test's keys without a spool, which reads only what is in the stream."""
+    queue = RedisQueue(create_client(redis_url), name=redis_namespace, visibility_timeout=LONG_LEASE, block_interval=0.1)
+    yield queue
+    queue.close()
+
+
+class HostForwarder:
+    """Runs ``forward_spool_for_host`` of a queue in a thread, as ``omnibot spool-forwarder`` does."""
+
+    def __init__(self, queue):
+        self.stopping = threading.Event()
+        self.result = None
+        self.thread = threading.Thread(target=self._run, args=(queue,), daemon=True)
+
+    def _run(self, queue):
+        self.result = queue.forward_spool_for_host(self.stopping)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(PATIENCE)
+        assert not self.thread.is_alive()
+        return self.result
+
+
+def test_host_forwarder_forwards_every_file_and_deletes_finished(make_spooled, spool_dir, stream_reader, redis_client, redis_namespace):
+    for number in range(3):
+        writer = SpoolWriter(spool_dir)
+        writer.append(spool_line(f"m{number}", {"n": number}).rstrip(b"\n"))
+        writer.close()
+    forwarder = HostForwarder(make_spooled()).start()
+
+    try:
+        assert sorted(delivery.body["n"] for delivery in collect(stream_reader, 3)) == [0, 1, 2]
+        wait_until(lambda: list_spool_files(spool_dir) == {}, "deletion of the forwarded files")
+        wait_until(lambda: offset_keys(redis_client, redis_namespace) == [], "deletion of their offset keys")
+    finally:
+        assert forwarder.stop() is True
+
+
+def test_web_thread_pauses_while_host_forwarder_runs(make_spooled, spool_dir, stream_reader, caplog):
+    host = HostForwarder(make_spooled()).start()
+    wait_until(lambda: os.path.exists(os.path.join(spool_dir, "forwarder.lock")), "the host forwarder's lock")
+    web = make_spooled()
+
+    with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
+        ids = [web.put({"n": number}) for number in range(5)]
+        assert sorted(delivery.id for delivery in collect(stream_reader, 5)) == sorted(ids)
+        wait_until(lambda: "this process's forwarder thread is paused" in caplog.text, "the web thread pausing")
+
+        host.stop()
+        later = web.put({"n": 5})
+        [delivery] = collect(stream_reader, 1)
+
+    assert delivery.id == later
+    assert "this process's forwarder thread is forwarding again" in caplog.text
+
+
+def test_exact_put_forwards_while_host_forwarder_holds_lock(make_spooled, spool_dir, stream_reader):
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    web = make_spooled()
+
+    try:
+        spooled = web.put_unless_claimed({"n": 1}, ["claim-a"], LONG_TTL)
+        exact = web.put_unless_claimed({"n": 2}, ["claim-a"], LONG_TTL, exact=True)
+
+        assert exact is None
+        assert [delivery.id for delivery in collect(stream_reader, 1)] == [spooled]
+    finally:
+        lock.release()
+
+
+def test_second_host_forwarder_waits_for_the_lock(make_spooled, spool_dir, caplog):
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+
+    try:
+        with caplog.at_level(logging.INFO, logger="omnibot.backends.spool_host_lock"):
+            second = HostForwarder(make_spooled()).start()
+            wait_until(lambda: "is taken by another process; waiting" in caplog.text, "the second forwarder's wait")
+            assert second.stop() is False
+    finally:
+        lock.release()
+
+
+def test_lock_held_by_another_is_seen(spool_dir):
+    assert held_by_another(spool_dir) is False
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    try:
+        assert held_by_another(spool_dir) is True
+    finally:
+        lock.release()
+    assert held_by_another(spool_dir) is False

@@ -1,0 +1,74 @@
+"""``omnibot spool-forwarder``: the process that forwards a web host's spool files to the Redis queue."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from omnibot import backends
+from omnibot.backends.redis_connection import create_client
+from omnibot.backends.spool_records import PendingPut
+from omnibot.cli import main
+from tests.support import REPO, wait_until
+from tests.unit.backends.conftest import redis_url  # noqa: F401 - the fixture skips without Redis
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        pytest.param({}, id="sqlite"),
+        pytest.param({"QUEUE_URL": "redis://127.0.0.1:6379/0"}, id="redis-without-spool"),
+    ],
+)
+def test_refuses_without_redis_spool(environment, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("QUEUE_URL", raising=False)
+    monkeypatch.delenv("QUEUE_SPOOL", raising=False)
+    monkeypatch.setenv("OMNIBOT_DATA_DIR", str(tmp_path / "data"))
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["spool-forwarder"]) == 2
+
+    assert "QUEUE_URL=redis://... and QUEUE_SPOOL=1" in capsys.readouterr().err
+
+
+@pytest.mark.redis
+def test_forwards_at_lower_priority_and_stops_on_sigterm(redis_url, tmp_path):  # noqa: F811 - the fixture
+    prefix = f"test-{uuid.uuid4().hex}"
+    url = f"{redis_url}?prefix={prefix}"
+    data_dir = str(tmp_path / "data")
+    spool = backends.redis_spool_directory(data_dir)
+    os.makedirs(spool)
+    line = PendingPut("left-behind", 1.0e9, 0.0, (), json.dumps({"n": 1})).to_line()
+    with open(os.path.join(spool, "4242-1-0000000000000001-abcd0123.spool"), "wb") as spool_file:
+        spool_file.write(line + b"\n")
+    env = dict(os.environ, QUEUE_URL=url, QUEUE_SPOOL="1", OMNIBOT_DATA_DIR=data_dir, PYTHONPATH=REPO, LOG_FORMAT="text")
+    log_path = tmp_path / "forwarder.log"
+    reader = backends.open_queue(url, str(tmp_path / "reader"), spool=False)
+
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder"], env=env, stderr=log, stdout=log)
+    try:
+        wait_until(lambda: reader.depth() == 1, timeout=20, message="the spooled line in the stream")
+        wait_until(lambda: os.listdir(spool) == ["forwarder.lock"], timeout=20, message="deletion of the spool file")
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 10
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        client = create_client(redis_url)
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+        reader.close()
+
+    logs = log_path.read_text()
+    assert "forwarding the spool files in" in logs
+    assert f"omnibot spool-forwarder {process.pid} stopped" in logs

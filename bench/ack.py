@@ -21,8 +21,12 @@ Contestants, each served by gunicorn with the same options
 - ``omnibot-sqlite-direct``: the SQLite queue with ``QUEUE_SPOOL=0``: one
   transaction of the SQLite file per event, shared by concurrent requests.
 - ``omnibot-redis-spool``: the same on Redis with ``QUEUE_SPOOL=1``: each
-  event is appended to a spool file, and a thread of each web process
-  forwards the new lines to the Redis stream, de-duplicating them there.
+  event is appended to a spool file, and an ``omnibot spool-forwarder``
+  process, started beside gunicorn at nice 10 as config/gunicorn.conf.py
+  starts it, forwards the new lines to the Redis stream and
+  de-duplicates them there. Under the full load of the run it gets less CPU
+  than the web workers, so lines wait on disk: the run prints the lines
+  not forwarded when wrk ends and how long the forwarder took to catch up.
 
 Load: wrk (``-t2 -c32 -d15s`` after a 3 s warm-up) POSTs signed
 ``event_callback`` message events of about 1.3 KB. omnibot responds to an event
@@ -34,8 +38,8 @@ a wrk Lua script sends each once. If a run outlasts its bodies, wrk starts
 over, omnibot takes those repeats for duplicates, and the result is flagged.
 After each omnibot run the queue depth is compared with the number of
 requests, which shows that every request was queued. For
-``omnibot-redis-spool`` the depth is the stream length, read once the web
-processes have forwarded every spool line to Redis.
+``omnibot-redis-spool`` the depth is the stream length, read once the
+forwarder has forwarded every spool line to Redis.
 
 Three rounds run the contestants interleaved (A B C D E, A B C D E, ...),
 each started afresh. The table gives the median and min-max of each
@@ -70,6 +74,7 @@ from bench.common import (
     load_average,
     peer_python,
     start_gunicorn,
+    start_spool_forwarder,
     stop_all,
 )
 from omnibot.signing import signature_headers
@@ -291,8 +296,12 @@ class Contestant:
         self.directory = directory
         self.redis = None
         self.web = None
+        self.forwarder = None
         self.url = None
         self.env = None
+        # Set by queue_depth() for omnibot-redis-spool: lines not forwarded when the load ended, and seconds to forward them.
+        self.backlog: typing.Optional[int] = None
+        self.catch_up_seconds: typing.Optional[float] = None
         os.makedirs(directory, exist_ok=True)
 
         if name.startswith("omnibot"):
@@ -311,8 +320,11 @@ class Contestant:
             python, app = sys.executable, f"bench.ack_apps:{name}_app()"
 
         try:
+            if name == "omnibot-redis-spool":
+                self.forwarder = start_spool_forwarder(self.env, directory)
             self.web, self.url = start_gunicorn(self.env, directory, GUNICORN_ARGS, app=app, python=python)
         except BaseException:
+            stop_all([self.forwarder])
             stop_all([self.redis])
             raise
 
@@ -332,7 +344,7 @@ class Contestant:
             queue.close()
 
     def _forwarded_depth(self) -> int:
-        """Wait until the web processes have forwarded every spool line, then return the stream's depth.
+        """Wait until the forwarder has forwarded every spool line, then return the stream's depth.
 
         The queue opened here with the spool counts the stream and the lines
         not forwarded yet, but it never forwards: its thread starts only at a
@@ -344,9 +356,14 @@ class Contestant:
         spooled = backends.open_queue(url, data_dir, spool=True)
         stream = backends.open_queue(url, data_dir, spool=False)
         try:
-            deadline = time.monotonic() + FORWARD_PATIENCE
+            started = time.monotonic()
+            deadline = started + FORWARD_PATIENCE
             while True:
                 in_stream, total = stream.depth(), spooled.depth()
+                if self.backlog is None:
+                    self.backlog = total - in_stream
+                if in_stream == total:
+                    self.catch_up_seconds = time.monotonic() - started
                 if in_stream == total or time.monotonic() > deadline:
                     if in_stream != total:
                         print(f"  {self.name}: {total - in_stream} spool lines not forwarded after {FORWARD_PATIENCE:g} s", flush=True)
@@ -357,7 +374,9 @@ class Contestant:
             spooled.close()
 
     def stop(self) -> None:
-        stop_all([self.web, self.redis])
+        # The web workers first, as they forward their own last lines when they stop.
+        stop_all([self.web])
+        stop_all([self.forwarder, self.redis])
 
 
 # -- load ----------------------------------------------------------------------
@@ -399,9 +418,13 @@ def measure(name: str, round_dir: str, bodies: str, args, script: str, bolt_pyth
         contestant.stop()
 
     result.update(contestant=name, load=load, warm_requests=warm["requests"], warm_wrapped=warm["wrapped"], queued=depth)
+    result.update(backlog=contestant.backlog, catch_up_seconds=contestant.catch_up_seconds)
     note = ""
     if depth is not None:
         note = f", queued {depth} of {warm['requests'] + result['requests']} requests"
+    if contestant.backlog is not None:
+        caught_up = "not within the patience" if contestant.catch_up_seconds is None else f"in {contestant.catch_up_seconds:.1f} s"
+        note += f", {contestant.backlog} lines not forwarded at the end, forwarded {caught_up}"
     print(
         f"  {name}: {result['rate']:.0f} req/s, p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms, "
         f"non-2xx {result['status_errors']}, wrapped {result['wrapped']}{note}",

@@ -245,6 +245,12 @@ def start_gunicorn(
     return process, url
 
 
+def start_spool_forwarder(env: typing.Mapping[str, str], log_dir: str) -> ChildProcess:
+    """Start ``omnibot spool-forwarder``, as config/gunicorn.conf.py starts it beside the web workers (Redis, QUEUE_SPOOL=1)."""
+    argv = [sys.executable, "-m", "omnibot", "spool-forwarder"]
+    return ChildProcess("spool forwarder", argv, os.path.join(log_dir, "spool-forwarder.log"), env=dict(env)).start()
+
+
 def start_workers(env: typing.Mapping[str, str], log_dir: str, count: int, concurrency: int) -> typing.List[ChildProcess]:
     """Start ``count`` ``omnibot worker`` processes with ``concurrency`` threads each."""
     workers = []

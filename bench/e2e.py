@@ -4,8 +4,9 @@ Each measurement starts its own processes on 127.0.0.1: gunicorn for the web
 tier, 1 or more ``omnibot worker`` processes, a fresh SQLite data directory
 (``sqlite``, with its default spool files, and ``sqlite-direct`` with
 ``QUEUE_SPOOL=0``) or a fresh
-``redis-server`` (``redis``, and ``redis-spool`` with ``QUEUE_SPOOL=1``),
-and one fake Slack process shared by all runs.
+``redis-server`` (``redis``, and ``redis-spool`` with ``QUEUE_SPOOL=1``
+and an ``omnibot spool-forwarder`` process, as config/gunicorn.conf.py
+starts it), and one fake Slack process shared by all runs.
 The load generator POSTs signed ``message`` events to
 ``/api/v1/slack/event``; an ``echo`` handler replies to each with a
 ``chat.postMessage`` whose text carries the event's number and its send
@@ -53,6 +54,7 @@ from bench.common import (
     run_load,
     signed_json,
     start_gunicorn,
+    start_spool_forwarder,
     start_workers,
     stop_all,
     wait_for,
@@ -270,8 +272,11 @@ def measure_cell(slack: FakeSlackProcess, backend: str, workers: int, args, work
     if backend in QUEUE_SPOOL_SETTINGS:
         env["QUEUE_SPOOL"] = QUEUE_SPOOL_SETTINGS[backend]
     web = None
+    forwarder = None
     worker_processes = []
     try:
+        if backend == "redis-spool":
+            forwarder = start_spool_forwarder(env, cell_dir)
         web, url = start_gunicorn(env, cell_dir, args.gunicorn_args.split())
         worker_processes = start_workers(env, cell_dir, workers, args.worker_threads)
         sender = EventSender(url)
@@ -282,7 +287,8 @@ def measure_cell(slack: FakeSlackProcess, backend: str, workers: int, args, work
         paced_events = max(1, int(target * args.paced_seconds))
         paced = run_events(slack, sender, "paced", paced_events, args.senders, target, [web, *worker_processes])
     finally:
-        stop_all([web, *worker_processes, redis_server])
+        stop_all([web, *worker_processes])
+        stop_all([forwarder, redis_server])
 
     return {
         "backend": backend,

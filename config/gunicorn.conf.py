@@ -111,15 +111,11 @@ def when_ready(server):
     _start_spool_forwarder(server)
 
 
-# The omnibot spool-forwarder process that when_ready started, if any.
-_spool_forwarder = None
-
 # Seconds the forwarder gets to forward what is left after SIGTERM.
 _SPOOL_FORWARDER_STOP_TIMEOUT = 15
 
 
 def _start_spool_forwarder(server):
-    global _spool_forwarder
     from omnibot.settings import Settings
 
     try:
@@ -130,21 +126,27 @@ def _start_spool_forwarder(server):
     on_redis = (settings.queue_url or "").startswith(("redis://", "rediss://"))
     if not (on_redis and settings.queue_spool is True):
         return
-    # Started by the master, so that its lifetime is gunicorn's and not a worker's.
-    _spool_forwarder = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder"])
-    server.log.info("started omnibot spool-forwarder %d", _spool_forwarder.pid)
+    # Started by the master, so that its lifetime is gunicorn's and not a
+    # worker's, and kept on the arbiter, because a SIGHUP reads this file
+    # again into a new module whose globals start empty.
+    process = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder", "--exit-with-parent"])
+    server.omnibot_spool_forwarder = process
+    server.log.info("started omnibot spool-forwarder %d", process.pid)
 
 
 def _stop_spool_forwarder(server):
-    if _spool_forwarder is None:
+    process = getattr(server, "omnibot_spool_forwarder", None)
+    if process is None:
         return
-    _spool_forwarder.terminate()
+    process.terminate()
     try:
-        _spool_forwarder.wait(_SPOOL_FORWARDER_STOP_TIMEOUT)
+        process.wait(_SPOOL_FORWARDER_STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        server.log.warning("omnibot spool-forwarder %d did not stop within %d s; killing it", _spool_forwarder.pid, _SPOOL_FORWARDER_STOP_TIMEOUT)
-        _spool_forwarder.kill()
-        _spool_forwarder.wait()
+        server.log.warning("omnibot spool-forwarder %d did not stop within %d s; killing it", process.pid, _SPOOL_FORWARDER_STOP_TIMEOUT)
+        process.kill()
+        process.wait()
+
+
 # gunicorn 27 opens a control socket at one fixed path per user, which
 # several omnibot instances on one host would share; omnibot does not use it.
 control_socket_disable = True

@@ -27,9 +27,11 @@ seconds after the forward.
 A host can run one ``omnibot spool-forwarder`` process instead
 (:meth:`SpoolForwarder.run_for_host`), which config/gunicorn.conf.py starts
 beside the web workers at a lower CPU priority, so that under a burst the
-web workers acknowledge first and the lines wait on disk. While it holds
-the host's lock (:mod:`omnibot.backends.spool_host_lock`), the threads of
-the web processes are paused, and they forward again within a second of its exit.
+web workers acknowledge first and the lines wait on disk. While it has
+the host's lock (:mod:`omnibot.backends.spool_host_lock`) and works, the
+threads of the other processes are paused. They forward again within a
+second of its exit, or once it has not forwarded for
+:data:`_STALE_FORWARDER_AFTER` seconds.
 
 While Redis is unreachable, puts keep succeeding and the lines wait on the
 web host's disk. The forwarder retries with a backoff of up to 1 s and
@@ -48,7 +50,7 @@ import weakref
 from omnibot.backend_outage import OutageLog
 from omnibot.backends.redis_connection import RedisClient, translate_errors
 from omnibot.backends.redis_records import encode_dead_letter, encode_spooled_message
-from omnibot.backends.spool_host_lock import HostForwarderLock, held_by_another
+from omnibot.backends.spool_host_lock import HostForwarderLock, held_by_another, seconds_since_beat
 from omnibot.backends.spool_files import (
     count_newlines,
     exclusive_unless_busy,
@@ -75,6 +77,11 @@ _POLL_INTERVAL = 1.0
 # while none do. It has no wake-up from the web processes' puts.
 _HOST_BUSY_POLL = 0.002
 _HOST_IDLE_POLL = 0.02
+
+# Seconds after which the threads take over from a forwarder process that
+# has the lock but has not finished a batch or a pass: it is stopped, hung
+# or gets no CPU time. Forwarding twice at once is safe, only slower.
+_STALE_FORWARDER_AFTER = 30.0
 
 # Seconds between two checks for finished files, which cost a few system calls per file.
 _CLEANUP_INTERVAL = 1.0
@@ -232,8 +239,10 @@ class _ProcessState:
         self.stale_offset_keys: typing.Set[str] = set()
         self.next_cleanup = 0.0
         self.next_offset_refresh = 0.0
-        # True while another process holds the host's forwarder lock and forwards for this one.
+        # True while another process has the host's forwarder lock and forwards for this one.
         self.delegated = False
+        # What the last test of the lock found: "none", "working" or "stale".
+        self.host_forwarder = "none"
 
 
 class SpoolForwarder:
@@ -272,6 +281,8 @@ class SpoolForwarder:
         self._outage_name = f"Redis queue at {location}, spool forwarder"
         self._state: typing.Optional[_ProcessState] = None
         self._closed = False
+        # The host's forwarder lock, while run_for_host() has it.
+        self._host_lock: typing.Optional[HostForwarderLock] = None
 
         # A lock held by a parent thread at fork() would stay held in the child.
         self._start_lock = threading.Lock()
@@ -438,19 +449,42 @@ class SpoolForwarder:
                 next_full_pass = time.monotonic() + _POLL_INTERVAL
 
     def _check_delegation(self, state: _ProcessState) -> bool:
-        """Return True while a forwarder process of the host holds its lock, and log each change."""
+        """Return True while a working forwarder process of the host has its lock, and log each change."""
+        idle = 0.0
         try:
-            delegated = held_by_another(self.directory)
+            locked = held_by_another(self.directory)
+            if locked:
+                idle = seconds_since_beat(self.directory)
         except OSError as error:
             logger.warning("cannot test the spool forwarder lock in %s (%s); this process forwards its lines", self.directory, error)
-            delegated = False
-        if delegated != state.delegated:
-            state.delegated = delegated
-            if delegated:
-                logger.info("an omnibot spool-forwarder process is forwarding the spool files in %s; this process's forwarder thread is paused", self.directory)
+            locked = False
+        if not locked:
+            found = "none"
+        elif idle > _STALE_FORWARDER_AFTER:
+            found = "stale"
+        else:
+            found = "working"
+
+        if found != state.host_forwarder:
+            state.host_forwarder = found
+            if found == "working":
+                logger.info(
+                    "an omnibot spool-forwarder process is forwarding the spool files in %s; the forwarder thread of process %d is paused",
+                    self.directory, state.pid,
+                )
+            elif found == "stale":
+                logger.warning(
+                    "the omnibot spool-forwarder process has the lock in %s but has not forwarded for %.0f s (stopped, hung or without CPU time); "
+                    "the forwarder thread of process %d is forwarding",
+                    self.directory, idle, state.pid,
+                )
             else:
-                logger.info("no omnibot spool-forwarder process has the lock in %s; this process's forwarder thread is forwarding again", self.directory)
-        return delegated
+                logger.warning(
+                    "no omnibot spool-forwarder process has the lock in %s (it stopped or died); the forwarder thread of process %d is forwarding again",
+                    self.directory, state.pid,
+                )
+        state.delegated = found == "working"
+        return state.delegated
 
     def run_for_host(self, stopping: threading.Event) -> bool:
         """Forward every spool file of the directory until ``stopping`` is set, as the host's only forwarder.
@@ -468,10 +502,11 @@ class SpoolForwarder:
         lock = HostForwarderLock(self.directory)
         if not lock.acquire(stopping):
             return False
+        self._host_lock = lock
         state = self._current()
         logger.info("forwarding the spool files in %s to the Redis queue at %s", self.directory, self._location)
         try:
-            self._forward_until(state, stopping)
+            self._forward_until(state, stopping, lock)
             try:
                 with state.lock:
                     self._forward(state, own_only=False)
@@ -485,10 +520,11 @@ class SpoolForwarder:
                     error,
                 )
         finally:
+            self._host_lock = None
             lock.release()
         return True
 
-    def _forward_until(self, state: _ProcessState, stopping: threading.Event) -> None:
+    def _forward_until(self, state: _ProcessState, stopping: threading.Event, lock: HostForwarderLock) -> None:
         """Forward, clean up and wait until ``stopping`` is set, backing off while Redis is unreachable."""
         delay = _HOST_IDLE_POLL
         backoff = 0.0
@@ -511,6 +547,7 @@ class SpoolForwarder:
             if backoff:
                 state.outage.reached()
             backoff = 0.0
+            lock.beat()
             delay = _HOST_BUSY_POLL if sent else min(delay * 2, _HOST_IDLE_POLL)
             stopping.wait(delay)
 
@@ -625,6 +662,10 @@ class SpoolForwarder:
                     name, line.start, _dead_letter_id(name, line.start), line.error,
                 )
         self._on_length(int(reply[1]))
+        host_lock = self._host_lock
+        if host_lock is not None:
+            # A pass over a large backlog takes many batches, so each one shows that this process works.
+            host_lock.beat()
         return None
 
     def _read_offsets(self, names: typing.Sequence[str]) -> typing.Dict[str, int]:

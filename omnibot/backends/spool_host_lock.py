@@ -6,12 +6,17 @@ each web process tests the lock once a second: while another process holds
 it, the thread leaves the forwarding to that process. The kernel releases
 the lock when its holder exits or dies, so the threads take over within a
 second, and nothing depends on a process cleaning up after itself.
+
+The holder also sets the lock file's modification time at least once a
+second while it forwards (:meth:`HostForwarderLock.beat`), so that the
+threads can distinguish a holder that is stopped or hung from one that works.
 """
 
 import fcntl
 import logging
 import os
 import threading
+import time
 import typing
 
 logger = logging.getLogger(__name__)
@@ -20,6 +25,9 @@ LOCK_NAME = "forwarder.lock"
 
 # Seconds between two attempts to take a lock that another process holds.
 _RETRY_INTERVAL = 0.5
+
+# Seconds between two updates of the lock file's modification time.
+_BEAT_INTERVAL = 1.0
 
 # Seconds before the second attempt. A web thread's test holds the lock for
 # microseconds, so a lock that is still held then is held by a forwarder.
@@ -52,12 +60,22 @@ def held_by_another(directory: str) -> bool:
         os.close(fd)
 
 
+def seconds_since_beat(directory: str) -> float:
+    """Return the seconds since the holder of the forwarder lock of ``directory`` last showed it works.
+
+    Raises:
+        OSError: The lock file cannot be read, for example because it is missing.
+    """
+    return time.time() - os.stat(lock_path(directory)).st_mtime
+
+
 class HostForwarderLock:
     """The exclusive forwarder lock of one spool directory, held until :meth:`release` or process exit."""
 
     def __init__(self, directory: str):
         self.path = lock_path(directory)
         self._fd: typing.Optional[int] = None
+        self._next_beat = 0.0
 
     def acquire(self, stopping: threading.Event) -> bool:
         """Take the lock, waiting while another process holds it; return False when ``stopping`` was set first.
@@ -72,6 +90,7 @@ class HostForwarderLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 self._fd = fd
+                self.beat()
                 return True
             except BlockingIOError:
                 attempts += 1
@@ -80,6 +99,14 @@ class HostForwarderLock:
             if stopping.wait(_FIRST_RETRY_INTERVAL if attempts == 1 else _RETRY_INTERVAL):
                 os.close(fd)
                 return False
+
+    def beat(self) -> None:
+        """Set the lock file's modification time to now, at most once per second, while the lock is held."""
+        now = time.monotonic()
+        if self._fd is None or now < self._next_beat:
+            return
+        self._next_beat = now + _BEAT_INTERVAL
+        os.utime(self._fd)
 
     def release(self) -> None:
         """Release the lock; the file stays, so that the web processes find it free."""

@@ -90,6 +90,8 @@ def run(args, out=None, err=None):
             visibility_timeout=settings.visibility_timeout,
             max_attempts=settings.max_attempts,
             backoff_base=settings.retry_backoff_base,
+            # On Redis, only a queue opened with the spool counts the lines that wait in spool files.
+            spool=settings.queue_spool,
         )
     except ValueError as error:
         print(f"omnibot dlq: invalid queue setting: {error}", file=err)

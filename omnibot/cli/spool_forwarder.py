@@ -15,11 +15,15 @@ import threading
 from omnibot import backends
 from omnibot.cli import add_config_argument
 from omnibot.cli.common import on_signals, settings_from_args
+from omnibot.errors import BackendUnavailable
 from omnibot.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NICE = 10
+
+# Seconds between two checks that the parent process still runs, with --exit-with-parent.
+_PARENT_CHECK_INTERVAL = 1.0
 
 
 def add_arguments(parser):
@@ -29,6 +33,11 @@ def add_arguments(parser):
         type=int,
         default=DEFAULT_NICE,
         help=f"add this to the process's nice value; 0 keeps the priority of the web workers (default {DEFAULT_NICE})",
+    )
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started this one exits, as config/gunicorn.conf.py asks of it",
     )
 
 
@@ -43,20 +52,48 @@ def run(args):
         )
         return 2
     if args.nice:
-        os.nice(args.nice)
+        try:
+            os.nice(args.nice)
+        except OSError as error:
+            # Only root may lower the nice value.
+            print(f"omnibot spool-forwarder: cannot add {args.nice} to the nice value: {error}", file=sys.stderr)
+            return 2
 
-    queue = backends.open_queue(settings.queue_url, settings.data_dir, spool=True)
+    try:
+        queue = backends.open_queue(settings.queue_url, settings.data_dir, spool=True)
+    except ValueError as error:
+        print(f"omnibot spool-forwarder: invalid queue setting: {error}", file=sys.stderr)
+        return 2
+    except BackendUnavailable as error:
+        # A Redis Cluster URL connects when the queue is opened. The web workers forward meanwhile.
+        print(f"omnibot spool-forwarder: the queue backend is unavailable ({error}); check QUEUE_URL and start it again", file=sys.stderr)
+        return 1
     stopping = threading.Event()
 
     def stop(signum):
-        logger.info("received signal %d; forwarding once more and stopping", signum)
+        logger.info("received signal %d; stopping", signum)
         stopping.set()
 
     on_signals(stop)
+    if args.exit_with_parent:
+        parent = os.getppid()
+        threading.Thread(target=_stop_when_orphaned, args=(parent, stopping), name="omnibot-parent-check", daemon=True).start()
     logger.info("omnibot spool-forwarder %d started (nice %d)", os.getpid(), os.nice(0))
     try:
         queue.forward_spool_for_host(stopping)
+    except OSError as error:
+        logger.error("cannot take the spool forwarder lock in %s: %s", backends.redis_spool_directory(settings.data_dir), error)
+        return 1
     finally:
         queue.close()
     logger.info("omnibot spool-forwarder %d stopped", os.getpid())
     return 0
+
+
+def _stop_when_orphaned(parent: int, stopping: threading.Event) -> None:
+    """Set ``stopping`` once this process's parent is no longer ``parent``: it exited and the process was adopted."""
+    while not stopping.wait(_PARENT_CHECK_INTERVAL):
+        if os.getppid() != parent:
+            logger.warning("the parent process %d exited; stopping", parent)
+            stopping.set()
+            return

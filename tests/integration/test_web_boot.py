@@ -75,6 +75,9 @@ def redis_spool_stack(slack, tmp_path, redis_url):
         reader.close()
 
 
+PAUSED = re.compile(r"the forwarder thread of process \d+ is paused")
+
+
 def post_events(stack, count):
     start = time.time()
     for number in range(count):
@@ -90,22 +93,25 @@ def test_web_workers_take_over_from_killed_spool_forwarder(redis_spool_stack):
     stack, reader = redis_spool_stack
     stack.start()
     pid = wait_until(lambda: forwarder_pid(stack), timeout=20, message="the master starting the spool forwarder")
-    wait_until(lambda: stack.logs().count("this process's forwarder thread is paused") == 2, timeout=20, message="both web workers pausing")
+    wait_until(lambda: len(PAUSED.findall(stack.logs())) == 2, timeout=20, message="both web workers pausing")
 
     post_events(stack, 20)
     wait_until(lambda: reader.depth() == 20, timeout=20, message="20 events in the stream")
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: stack.logs().count("this process's forwarder thread is forwarding again") == 2, timeout=20, message="both web workers taking over")
+    wait_until(lambda: stack.logs().count("(it stopped or died); the forwarder thread of process") == 2, timeout=20, message="both web workers taking over")
     post_events(stack, 10)
 
     wait_until(lambda: reader.depth() == 30, timeout=20, message="30 events in the stream")
 
 
-def test_gunicorn_stops_its_spool_forwarder(redis_spool_stack, tmp_path):
+def test_gunicorn_stops_its_spool_forwarder_after_reload(redis_spool_stack, tmp_path):
     stack, reader = redis_spool_stack
     stack.start()
     pid = wait_until(lambda: forwarder_pid(stack), timeout=20, message="the master starting the spool forwarder")
     wait_until(lambda: f"omnibot spool-forwarder {pid} started" in stack.logs(), timeout=20, message="the forwarder's start")
+    # A SIGHUP reads config/gunicorn.conf.py again, so its module globals start empty.
+    stack.web.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(re.findall(r"web worker \d+ started", stack.logs())) == 4, timeout=30, message="the reload's new web workers")
     post_events(stack, 10)
 
     stack.stop()

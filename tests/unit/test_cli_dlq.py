@@ -1,6 +1,7 @@
 """``omnibot dlq``: list, show, replay and purge dead letters on the SQLite and Redis queues."""
 
 import json
+import os
 import sqlite3
 import uuid
 
@@ -8,6 +9,7 @@ import pytest
 
 from omnibot import backends
 from omnibot.backends.redis_connection import create_client
+from omnibot.backends.spool_records import PendingPut
 from omnibot.cli import dlq, main
 from tests.unit.backends.conftest import redis_url  # noqa: F401 - the fixture skips without Redis
 
@@ -105,6 +107,31 @@ def test_list_shows_counts_and_errors(queue, capsys):
     assert "timed out after 1 s" in out
     assert "event message" in out
     assert out.index(first) < out.index(second)
+
+
+@pytest.mark.redis
+def test_list_counts_redis_spool_lines(redis_url, tmp_path, monkeypatch, capsys):  # noqa: F811 - the fixture
+    prefix = f"test-dlq-{uuid.uuid4().hex}"
+    data_dir = str(tmp_path / "data")
+    spool = backends.redis_spool_directory(data_dir)
+    os.makedirs(spool)
+    lines = b"".join(PendingPut(f"m{number}", 1.0e9, 0.0, (), json.dumps(event_body(f"Ev{number}"))).to_line() + b"\n" for number in range(2))
+    with open(os.path.join(spool, "4242-1-0000000000000001-abcd0123.spool"), "wb") as spool_file:
+        spool_file.write(lines)
+    monkeypatch.setenv("QUEUE_URL", f"{redis_url}?prefix={prefix}")
+    monkeypatch.setenv("QUEUE_SPOOL", "1")
+    monkeypatch.setenv("OMNIBOT_DATA_DIR", data_dir)
+
+    try:
+        status, out, _ = run_dlq(capsys, "list")
+    finally:
+        client = create_client(redis_url)
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+        client.close()
+
+    assert status == 0
+    assert "2 ready" in out
 
 
 def test_list_json_has_counts(queue, capsys):

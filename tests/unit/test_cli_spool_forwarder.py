@@ -72,3 +72,48 @@ def test_forwards_at_lower_priority_and_stops_on_sigterm(redis_url, tmp_path):  
     logs = log_path.read_text()
     assert "forwarding the spool files in" in logs
     assert f"omnibot spool-forwarder {process.pid} stopped" in logs
+
+
+def test_rejects_invalid_queue_url(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QUEUE_URL", "redis://127.0.0.1:6379/0?prefix=")
+    monkeypatch.setenv("QUEUE_SPOOL", "1")
+    monkeypatch.setenv("OMNIBOT_DATA_DIR", str(tmp_path / "data"))
+
+    assert main(["spool-forwarder", "--nice", "0"]) == 2
+
+    assert "invalid queue setting" in capsys.readouterr().err
+
+
+# Started as the forwarder's parent: it starts the forwarder, waits for its start line, and exits.
+PARENT_SCRIPT = """
+import subprocess, sys, time
+log_path = sys.argv[1]
+with open(log_path, "ab") as log:
+    child = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder", "--nice", "0", "--exit-with-parent"], stdout=log, stderr=log)
+print(child.pid, flush=True)
+deadline = time.monotonic() + 20
+while b"started" not in open(log_path, "rb").read() and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.redis
+def test_exits_with_its_parent(redis_url, tmp_path):  # noqa: F811 - the fixture
+    prefix = f"test-{uuid.uuid4().hex}"
+    env = dict(
+        os.environ, QUEUE_URL=f"{redis_url}?prefix={prefix}", QUEUE_SPOOL="1", OMNIBOT_DATA_DIR=str(tmp_path / "data"),
+        PYTHONPATH=REPO, LOG_FORMAT="text",
+    )
+    log_path = tmp_path / "forwarder.log"
+
+    parent = subprocess.run([sys.executable, "-c", PARENT_SCRIPT, str(log_path)], env=env, capture_output=True, text=True, timeout=30, check=True)
+    pid = int(parent.stdout.strip())
+
+    try:
+        wait_until(lambda: "exited; stopping" in log_path.read_text(), timeout=20, message="the forwarder noticing its parent's exit")
+        wait_until(lambda: f"omnibot spool-forwarder {pid} stopped" in log_path.read_text(), timeout=20, message="the forwarder's stop")
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -24,7 +24,7 @@ from omnibot.backends import redis_spool
 from omnibot.backends.redis_connection import create_client
 from omnibot.backends.redis_queue import RedisQueue
 from omnibot.backends.spool_files import SpoolWriter, list_spool_files
-from omnibot.backends.spool_host_lock import HostForwarderLock, held_by_another
+from omnibot.backends.spool_host_lock import HostForwarderLock, held_by_another, seconds_since_beat
 from omnibot.backends.spool_records import PendingPut
 from omnibot.errors import BackendUnavailable
 from tests.unit.backends.conftest import skip_or_fail
@@ -807,14 +807,14 @@ def test_web_thread_pauses_while_host_forwarder_runs(make_spooled, spool_dir, st
     with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
         ids = [web.put({"n": number}) for number in range(5)]
         assert sorted(delivery.id for delivery in collect(stream_reader, 5)) == sorted(ids)
-        wait_until(lambda: "this process's forwarder thread is paused" in caplog.text, "the web thread pausing")
+        wait_until(lambda: f"the forwarder thread of process {os.getpid()} is paused" in caplog.text, "the web thread pausing")
 
         host.stop()
         later = web.put({"n": 5})
         [delivery] = collect(stream_reader, 1)
 
     assert delivery.id == later
-    assert "this process's forwarder thread is forwarding again" in caplog.text
+    assert "(it stopped or died); the forwarder thread of process" in caplog.text
 
 
 def test_exact_put_forwards_while_host_forwarder_holds_lock(make_spooled, spool_dir, stream_reader):
@@ -854,3 +854,35 @@ def test_lock_held_by_another_is_seen(spool_dir):
     finally:
         lock.release()
     assert held_by_another(spool_dir) is False
+
+
+def test_web_thread_takes_over_from_stale_forwarder(make_spooled, spool_dir, stream_reader, caplog):
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    long_ago = time.time() - 600
+    os.utime(lock.path, (long_ago, long_ago))
+    web = make_spooled()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
+            message_id = web.put({"n": 1})
+            [delivery] = collect(stream_reader, 1)
+    finally:
+        lock.release()
+
+    assert delivery.id == message_id
+    assert "has not forwarded for 600 s (stopped, hung or without CPU time)" in caplog.text
+    assert "is paused" not in caplog.text
+
+
+def test_host_forwarder_beats_while_idle(make_spooled, spool_dir):
+    forwarder = HostForwarder(make_spooled()).start()
+    lock_file = os.path.join(spool_dir, "forwarder.lock")
+    wait_until(lambda: os.path.exists(lock_file), "the host forwarder's lock")
+    long_ago = time.time() - 600
+
+    try:
+        os.utime(lock_file, (long_ago, long_ago))
+        wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the idle forwarder")
+    finally:
+        forwarder.stop()

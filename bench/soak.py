@@ -6,7 +6,10 @@ Starts a fake Slack Web API in this process, gunicorn and ``omnibot worker``
 processes (tests/integration/stack.py), and sends a mix of message events,
 reaction events and slash commands, all signed, plus Slack-style retries of
 events already sent. Every minute one worker gets SIGKILL and a new one
-starts. The fake Slack responds to 5% of calls with 429 (Retry-After: 1) and
+starts. On Redis with ``--queue-spool 1`` it also runs ``omnibot
+spool-forwarder``, as config/gunicorn.conf.py would, and every other kill
+also kills it with SIGKILL and starts a new one, so the web workers' threads
+take over in between. The fake Slack responds to 5% of calls with 429 (Retry-After: 1) and
 to 2% with 500. After the traffic stops, the run waits for the queue to drain and
 prints:
 
@@ -267,6 +270,17 @@ def kill_and_replace(stack, memory, log):
     return victim.pid
 
 
+def kill_and_restart_forwarder(forwarder, stack, folder, log):
+    """SIGKILL the spool forwarder process and start a new one; the web workers' threads forward in between."""
+    from bench.common import start_spool_forwarder
+
+    forwarder.process.send_signal(signal.SIGKILL)
+    forwarder.process.wait()
+    replacement = start_spool_forwarder(stack.env, folder)
+    log(f"killed spool forwarder {forwarder.pid} with SIGKILL and started {replacement.pid}")
+    return replacement
+
+
 # -- results --------------------------------------------------------------------------
 
 
@@ -392,6 +406,7 @@ def main(argv=None):
 
     from omnibot import backends
     from omnibot.fake_slack import FakeSlack
+    from bench.common import start_spool_forwarder, stop_all
     from tests.integration.stack import Stack
     from tests.support import BASE_CONFIG
 
@@ -414,9 +429,15 @@ def main(argv=None):
     stop = threading.Event()
     killed = set()
     queue = None
+    # On Redis with the spool, the process that config/gunicorn.conf.py would start; every other kill also kills it.
+    with_forwarder = (args.queue_url or "").startswith("redis") and args.queue_spool == "1"
+    forwarder = None
+    forwarder_kills = 0
 
     try:
         stack.start_web()
+        if with_forwarder:
+            forwarder = start_spool_forwarder(stack.env, folder)
         for _ in range(args.workers):
             stack.start_worker()
         queue = backends.open_queue(args.queue_url, os.path.join(folder, "data"))
@@ -433,10 +454,15 @@ def main(argv=None):
         kills = 0
         while any(sender.is_alive() for sender in senders):
             memory.sample_stack(stack)
+            if forwarder is not None:
+                memory.sample("spool forwarder", forwarder.pid)
             if time.monotonic() >= next_kill:
                 victim = kill_and_replace(stack, memory, log)
                 if victim is not None:
                     killed.add(victim)
+                if forwarder is not None and kills % 2 == 1:
+                    forwarder = kill_and_restart_forwarder(forwarder, stack, folder, log)
+                    forwarder_kills += 1
                 kills += 1
                 next_kill += args.kill_every
             time.sleep(0.5)
@@ -446,6 +472,7 @@ def main(argv=None):
         memory.sample_stack(stack)
         results = summarize(traffic, slack, queue, killed, worker_pids_by_key(calls_file))
         results["worker_kills"] = kills
+        results["spool_forwarder_kills"] = forwarder_kills
         results["minutes"] = args.minutes
         results["peak_rss_mib"] = {
             f"{label} {pid}": round(kib / 1024, 1) for (label, pid), kib in sorted(memory.peaks.items())
@@ -459,6 +486,7 @@ def main(argv=None):
         if queue is not None:
             queue.close()
         stack.stop()
+        stop_all([forwarder])
         slack.stop()
         if not args.keep:
             import shutil
@@ -471,7 +499,7 @@ def print_results(results, as_json):
         print(json.dumps(results, indent=2))
         return
     for name in (
-        "minutes", "worker_kills", "sent", "sent_by_kind", "slack_retries_sent", "rejected", "processed",
+        "minutes", "worker_kills", "spool_forwarder_kills", "sent", "sent_by_kind", "slack_retries_sent", "rejected", "processed",
         "duplicated", "duplicated_after_worker_kill", "callback_rerun_after_worker_kill", "slack_failed", "dead_lettered", "lost",
         "fake_slack_calls", "fake_slack_faults",
     ):

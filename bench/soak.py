@@ -393,7 +393,8 @@ def parse_args(argv):
     parser.add_argument(
         "--queue-spool",
         choices=("0", "1"),
-        help="QUEUE_SPOOL for omnibot (default unset: spool files on SQLite, none on Redis)",
+        help="QUEUE_SPOOL for omnibot (default unset: spool files on SQLite, none on Redis); "
+        "1 on Redis also runs omnibot spool-forwarder and kills it at every other worker kill",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder with the logs")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

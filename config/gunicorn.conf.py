@@ -129,7 +129,7 @@ def _start_spool_forwarder(server):
     # Started by the master, so that its lifetime is gunicorn's and not a
     # worker's, and kept on the arbiter, because a SIGHUP reads this file
     # again into a new module whose globals start empty.
-    process = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder", "--exit-with-parent"])
+    process = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder", "--parent-pid", str(os.getpid())])
     server.omnibot_spool_forwarder = process
     server.log.info("started omnibot spool-forwarder %d", process.pid)
 

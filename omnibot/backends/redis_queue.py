@@ -37,7 +37,7 @@ from omnibot.backends.redis_connection import RedisClient, describe_client, sock
 from omnibot.backends.redis_lease_renewal import RENEW_SCRIPT, renew_arguments
 from omnibot.backends.redis_queue_schedule import MaintenanceSchedule
 from omnibot.backends.redis_records import decode_dead_letter, encode_dead_letter, encode_message
-from omnibot.backends.redis_spool import SpoolForwarder, SpoolKeys
+from omnibot.backends.redis_spool import EXACT_FORWARD_BUDGET, SpoolForwarder, SpoolKeys
 from omnibot.backends.spool_files import SpoolWriter
 from omnibot.backends.spool_records import UNREADABLE_LINE_KEY, PendingPut
 from omnibot.backends.retry_policy import RetryPolicy
@@ -353,7 +353,9 @@ class RedisQueue(Queue):
         returns its id. The claims are checked when the line is forwarded,
         and a duplicate is dropped there. With ``exact`` as well, the put
         first forwards the spool files of this host in the calling thread,
-        then runs the script, so its return value is exact.
+        then runs the script, so its return value is exact, unless the
+        backlog takes more than ``EXACT_FORWARD_BUDGET`` seconds: then the
+        put is spooled like any other and returns its id.
 
         Raises:
             ValueError: When ``ttl`` is not positive.
@@ -362,10 +364,17 @@ class RedisQueue(Queue):
         if not ttl > 0:
             raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
         if self._forwarder is not None:
+            spooled = PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body))
             if not exact:
-                return self._spool(PendingPut(new_id(), time.time(), float(ttl), tuple(dict.fromkeys(claims)), json.dumps(body)))
+                return self._spool(spooled)
             # A line spooled earlier sets its claim keys only when it is forwarded.
-            self._forwarder.forward_waiting()
+            if self._forwarder.forward_waiting(budget=EXACT_FORWARD_BUDGET) is None:
+                logger.info(
+                    "the spool backlog was not forwarded within %g s; spooling message %s like any put, "
+                    "so that a duplicate is dropped when its line is forwarded",
+                    EXACT_FORWARD_BUDGET, spooled.message_id,
+                )
+                return self._spool(spooled)
 
         message_id = new_id()
         message = encode_message(message_id, body, prior_attempts=0)

@@ -107,6 +107,11 @@ _LOCK_WAIT = 1.0
 # Seconds that close() and process exit spend on forwarding what is left.
 _STOP_TIMEOUT = 5.0
 
+# Seconds an exact put (a Slack retry) spends forwarding the backlog in the
+# request thread before it gives up and spools the retry like any put, so
+# that the response goes out well within Slack's 3 seconds.
+EXACT_FORWARD_BUDGET = 1.0
+
 # Seconds after which a spool file that its writer never renamed, and that
 # no process keeps open, is deleted. It contains no acknowledged line.
 _ABANDONED_AFTER = 60.0
@@ -310,8 +315,13 @@ class SpoolForwarder:
                 state.thread.start()
         return state
 
-    def forward_waiting(self) -> int:
+    def forward_waiting(self, budget: typing.Optional[float] = None) -> typing.Optional[int]:
         """Forward the new lines of every spool file now, in the calling thread; return how many lines were sent.
+
+        Returns None instead when ``budget`` ran out, and lines may be left.
+
+        Args:
+            budget: Seconds after which no further batch starts; None forwards everything.
 
         Raises:
             BackendUnavailable: Redis could not be reached, or the last
@@ -319,15 +329,24 @@ class SpoolForwarder:
                 not reached Redis since. The lines stay in the files.
         """
         state = self._current()
-        with state.lock:
-            if state.last_error is not None:
+        deadline = None if budget is None else time.monotonic() + budget
+        # The thread or another request may be forwarding a large batch; that wait counts against the budget.
+        if not state.lock.acquire(timeout=-1 if budget is None else budget):
+            return None
+        try:
+            if state.last_error is not None and not state.delegated:
                 # Trying again here would add the client's timeouts to the
                 # wait for the thread's own failed attempt, and a web request
                 # would pass Slack's 3-second limit instead of getting a 503.
                 raise BackendUnavailable(
                     f"{state.last_error} (the spool forwarder's last attempt failed, and it tries again within {_MAX_BACKOFF:g} s)"
                 ) from state.last_error
-            return self._forward(state, own_only=False)
+            sent = self._forward(state, own_only=False, deadline=deadline)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            return sent
+        finally:
+            state.lock.release()
 
     def stream_length_and_waiting(self) -> typing.Optional[typing.Tuple[int, int]]:
         """Return the stream length and how many lines of the spool files are not forwarded yet, at one instant.
@@ -456,8 +475,14 @@ class SpoolForwarder:
             if locked:
                 idle = seconds_since_beat(self.directory)
         except OSError as error:
-            logger.warning("cannot test the spool forwarder lock in %s (%s); this process forwards its lines", self.directory, error)
-            locked = False
+            if state.host_forwarder != "unreadable":
+                logger.warning(
+                    "cannot test the spool forwarder lock in %s (%s); the forwarder thread of process %d forwards its lines",
+                    self.directory, error, state.pid,
+                )
+            state.host_forwarder = "unreadable"
+            state.delegated = False
+            return False
         if not locked:
             found = "none"
         elif idle > _STALE_FORWARDER_AFTER:
@@ -468,6 +493,9 @@ class SpoolForwarder:
         if found != state.host_forwarder:
             state.host_forwarder = found
             if found == "working":
+                # The forwarder process reaches Redis now; a failure of this
+                # thread from before would make exact puts fail at once.
+                state.last_error = None
                 logger.info(
                     "an omnibot spool-forwarder process is forwarding the spool files in %s; the forwarder thread of process %d is paused",
                     self.directory, state.pid,
@@ -536,6 +564,8 @@ class SpoolForwarder:
             except BackendUnavailable as error:
                 backoff = min(max(backoff * 2, _MIN_BACKOFF), _MAX_BACKOFF)
                 state.outage.failed(error, backoff)
+                # Alive, only Redis is not: the threads that would take over could not reach it either.
+                lock.beat()
                 stopping.wait(backoff)
                 continue
             except Exception:
@@ -553,8 +583,11 @@ class SpoolForwarder:
 
     # -- forwarding -----------------------------------------------------------
 
-    def _forward(self, state: _ProcessState, own_only: bool) -> int:
-        """Forward the new lines of this process's files, or of every file; the caller must have acquired ``state.lock``."""
+    def _forward(self, state: _ProcessState, own_only: bool, deadline: typing.Optional[float] = None) -> int:
+        """Forward the new lines of this process's files, or of every file; the caller must have acquired ``state.lock``.
+
+        No batch starts after ``deadline`` (a ``time.monotonic()`` value), if given.
+        """
         sizes = list_spool_files(self.directory)
         if own_only:
             sizes = {name: size for name, size in sizes.items() if name.startswith(state.file_prefix)}
@@ -572,12 +605,14 @@ class SpoolForwarder:
             offsets = self._read_offsets(unknown) if unknown else {}
             offsets.update((name, state.forwarded[name]) for name in changed if name in state.forwarded)
             for name in changed:
-                count, offset = self._forward_file(name, offsets[name], sizes[name])
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                count, offset = self._forward_file(name, offsets[name], sizes[name], deadline)
                 state.forwarded[name] = offset
                 sent += count
         return sent
 
-    def _forward_file(self, name: str, offset: int, size: int) -> typing.Tuple[int, int]:
+    def _forward_file(self, name: str, offset: int, size: int, deadline: typing.Optional[float] = None) -> typing.Tuple[int, int]:
         """Forward the whole lines of one file from ``offset`` up to about ``size``; return the count and the new offset.
 
         The file stays open with a shared lock until its last batch ran.
@@ -590,13 +625,16 @@ class SpoolForwarder:
             if spool_file is None:
                 # Another process forwarded it to the end and deletes it, or has deleted it since the listing.
                 return sent, offset
-            while offset < size:
+            while offset < size and (deadline is None or time.monotonic() < deadline):
                 lines, end = read_lines_of(spool_file, offset, _MAX_BATCH_BYTES)
                 if not lines:
                     break
 
                 start = offset
                 for batch_start in range(0, len(lines), _MAX_BATCH_LINES):
+                    if deadline is not None and time.monotonic() >= deadline:
+                        offset = start
+                        break
                     batch = lines[batch_start:batch_start + _MAX_BATCH_LINES]
                     batch_end = start + sum(len(line) + 1 for line in batch)
                     stored = self._forward_batch(name, start, batch, batch_end)

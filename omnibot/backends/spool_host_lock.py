@@ -84,7 +84,8 @@ class HostForwarderLock:
             OSError: The lock file cannot be created or opened.
         """
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # Readable by all, so that web processes of another user can test the lock; it contains nothing.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         attempts = 0
         while True:
             try:

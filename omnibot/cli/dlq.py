@@ -96,6 +96,10 @@ def run(args, out=None, err=None):
     except ValueError as error:
         print(f"omnibot dlq: invalid queue setting: {error}", file=err)
         return 1
+    except OSError as error:
+        # With QUEUE_SPOOL=1 on Redis, opening the queue creates its spool directory.
+        print(f"omnibot dlq: cannot open the queue: {error}; check OMNIBOT_DATA_DIR", file=err)
+        return 1
     except BackendUnavailable as error:
         # A Redis Cluster URL connects when the queue is opened.
         print(f"omnibot dlq: the queue backend is unavailable ({error}); check QUEUE_URL and retry", file=err)

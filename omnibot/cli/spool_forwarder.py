@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NICE = 10
 
-# Seconds between two checks that the parent process still runs, with --exit-with-parent.
+# Seconds between two checks that the parent process still runs, with --parent-pid.
 _PARENT_CHECK_INTERVAL = 1.0
 
 
@@ -35,9 +35,10 @@ def add_arguments(parser):
         help=f"add this to the process's nice value; 0 keeps the priority of the web workers (default {DEFAULT_NICE})",
     )
     parser.add_argument(
-        "--exit-with-parent",
-        action="store_true",
-        help="stop when the process that started this one exits, as config/gunicorn.conf.py asks of it",
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="stop once process PID is no longer the parent of this one; config/gunicorn.conf.py passes the gunicorn master's",
     )
 
 
@@ -75,14 +76,14 @@ def run(args):
         stopping.set()
 
     on_signals(stop)
-    if args.exit_with_parent:
-        parent = os.getppid()
-        threading.Thread(target=_stop_when_orphaned, args=(parent, stopping), name="omnibot-parent-check", daemon=True).start()
+    if args.parent_pid is not None:
+        # A parent that exited while this process started is seen at the first check.
+        threading.Thread(target=_stop_when_orphaned, args=(args.parent_pid, stopping), name="omnibot-parent-check", daemon=True).start()
     logger.info("omnibot spool-forwarder %d started (nice %d)", os.getpid(), os.nice(0))
     try:
         queue.forward_spool_for_host(stopping)
     except OSError as error:
-        logger.error("cannot take the spool forwarder lock in %s: %s", backends.redis_spool_directory(settings.data_dir), error)
+        logger.error("spool forwarder failed on %s: %s", backends.redis_spool_directory(settings.data_dir), error)
         return 1
     finally:
         queue.close()
@@ -92,8 +93,10 @@ def run(args):
 
 def _stop_when_orphaned(parent: int, stopping: threading.Event) -> None:
     """Set ``stopping`` once this process's parent is no longer ``parent``: it exited and the process was adopted."""
-    while not stopping.wait(_PARENT_CHECK_INTERVAL):
+    while True:
         if os.getppid() != parent:
             logger.warning("the parent process %d exited; stopping", parent)
             stopping.set()
+            return
+        if stopping.wait(_PARENT_CHECK_INTERVAL):
             return

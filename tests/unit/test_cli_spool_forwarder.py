@@ -84,16 +84,14 @@ def test_rejects_invalid_queue_url(tmp_path, monkeypatch, capsys):
     assert "invalid queue setting" in capsys.readouterr().err
 
 
-# Started as the forwarder's parent: it starts the forwarder, waits for its start line, and exits.
+# Started as the forwarder's parent: it starts the forwarder and exits at once, before the forwarder has started.
 PARENT_SCRIPT = """
-import subprocess, sys, time
-log_path = sys.argv[1]
-with open(log_path, "ab") as log:
-    child = subprocess.Popen([sys.executable, "-m", "omnibot", "spool-forwarder", "--nice", "0", "--exit-with-parent"], stdout=log, stderr=log)
+import os, subprocess, sys
+with open(sys.argv[1], "ab") as log:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "omnibot", "spool-forwarder", "--nice", "0", "--parent-pid", str(os.getpid())], stdout=log, stderr=log
+    )
 print(child.pid, flush=True)
-deadline = time.monotonic() + 20
-while b"started" not in open(log_path, "rb").read() and time.monotonic() < deadline:
-    time.sleep(0.05)
 """
 
 

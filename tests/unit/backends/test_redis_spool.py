@@ -20,7 +20,7 @@ import redis
 
 from omnibot import backends
 from omnibot.backends import FAIL_FAST_CLIENT
-from omnibot.backends import redis_spool
+from omnibot.backends import redis_queue, redis_spool
 from omnibot.backends.redis_connection import create_client
 from omnibot.backends.redis_queue import RedisQueue
 from omnibot.backends.spool_files import SpoolWriter, list_spool_files
@@ -884,5 +884,58 @@ def test_host_forwarder_beats_while_idle(make_spooled, spool_dir):
     try:
         os.utime(lock_file, (long_ago, long_ago))
         wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the idle forwarder")
+    finally:
+        forwarder.stop()
+
+
+def test_exact_put_over_budget_is_spooled(make_spooled, spool_dir, stream_reader, monkeypatch, caplog):
+    monkeypatch.setattr(redis_queue, "EXACT_FORWARD_BUDGET", 0.0)
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    web = make_spooled()
+
+    try:
+        with caplog.at_level(logging.INFO):
+            first = web.put_unless_claimed({"n": 1}, ["claim-b"], LONG_TTL)
+            retry = web.put_unless_claimed({"n": 2}, ["claim-b"], LONG_TTL, exact=True)
+    finally:
+        lock.release()
+
+    assert retry is not None
+    assert f"spooling message {retry} like any put" in caplog.text
+    assert [delivery.id for delivery in collect(stream_reader, 1)] == [first]
+    assert stream_reader.get(timeout=0.5) is None
+
+
+def test_paused_thread_ignores_its_old_failure(make_spooled, spool_dir, stream_reader, caplog):
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    web = make_spooled()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
+            web.start()
+            wait_until(lambda: "is paused" in caplog.text, "the web thread pausing")
+        # As if the thread had failed to reach Redis before the forwarder process took over.
+        web._forwarder._current().last_error = BackendUnavailable("Redis was unreachable")
+        message_id = web.put_unless_claimed({"n": 2}, ["claim-c"], LONG_TTL, exact=True)
+    finally:
+        lock.release()
+
+    assert [delivery.id for delivery in collect(stream_reader, 1)] == [message_id]
+
+
+def test_host_forwarder_beats_while_redis_down(make_spooled, spool_dir):
+    # Nothing listens on this port, so every forward fails.
+    forwarder = HostForwarder(make_spooled(f"redis://127.0.0.1:{unused_port()}/0", client_settings=FAIL_FAST_CLIENT))
+    write_spool_file(spool_dir, "4242-9-abc.spool", spool_line("m1", {"n": 1}))
+    forwarder.start()
+    lock_file = os.path.join(spool_dir, "forwarder.lock")
+    wait_until(lambda: os.path.exists(lock_file), "the host forwarder's lock")
+    long_ago = time.time() - 600
+
+    try:
+        os.utime(lock_file, (long_ago, long_ago))
+        wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the forwarder that cannot reach Redis")
     finally:
         forwarder.stop()

@@ -875,59 +875,11 @@ def test_web_thread_takes_over_from_stale_forwarder(make_spooled, spool_dir, str
     assert "is paused" not in caplog.text
 
 
-def test_host_forwarder_beats_while_idle(make_spooled, spool_dir):
-    forwarder = HostForwarder(make_spooled()).start()
-    lock_file = os.path.join(spool_dir, "forwarder.lock")
-    wait_until(lambda: os.path.exists(lock_file), "the host forwarder's lock")
-    long_ago = time.time() - 600
-
-    try:
-        os.utime(lock_file, (long_ago, long_ago))
-        wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the idle forwarder")
-    finally:
-        forwarder.stop()
-
-
-def test_exact_put_over_budget_is_spooled(make_spooled, spool_dir, stream_reader, monkeypatch, caplog):
-    monkeypatch.setattr(redis_queue, "EXACT_FORWARD_BUDGET", 0.0)
-    lock = HostForwarderLock(spool_dir)
-    assert lock.acquire(threading.Event())
-    web = make_spooled()
-
-    try:
-        with caplog.at_level(logging.INFO):
-            first = web.put_unless_claimed({"n": 1}, ["claim-b"], LONG_TTL)
-            retry = web.put_unless_claimed({"n": 2}, ["claim-b"], LONG_TTL, exact=True)
-    finally:
-        lock.release()
-
-    assert retry is not None
-    assert f"spooling message {retry} like any put" in caplog.text
-    assert [delivery.id for delivery in collect(stream_reader, 1)] == [first]
-    assert stream_reader.get(timeout=0.5) is None
-
-
-def test_paused_thread_ignores_its_old_failure(make_spooled, spool_dir, stream_reader, caplog):
-    lock = HostForwarderLock(spool_dir)
-    assert lock.acquire(threading.Event())
-    web = make_spooled()
-
-    try:
-        with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
-            web.start()
-            wait_until(lambda: "is paused" in caplog.text, "the web thread pausing")
-        # As if the thread had failed to reach Redis before the forwarder process took over.
-        web._forwarder._current().last_error = BackendUnavailable("Redis was unreachable")
-        message_id = web.put_unless_claimed({"n": 2}, ["claim-c"], LONG_TTL, exact=True)
-    finally:
-        lock.release()
-
-    assert [delivery.id for delivery in collect(stream_reader, 1)] == [message_id]
-
-
-def test_host_forwarder_beats_while_redis_down(make_spooled, spool_dir):
-    # Nothing listens on this port, so every forward fails.
-    forwarder = HostForwarder(make_spooled(f"redis://127.0.0.1:{unused_port()}/0", client_settings=FAIL_FAST_CLIENT))
+@pytest.mark.parametrize("redis_reachable", [True, False], ids=["idle", "redis-down"])
+def test_host_forwarder_beats(make_spooled, spool_dir, redis_reachable):
+    # On the unused port nothing listens, so every forward fails.
+    url = None if redis_reachable else f"redis://127.0.0.1:{unused_port()}/0"
+    forwarder = HostForwarder(make_spooled(url, client_settings=FAIL_FAST_CLIENT))
     write_spool_file(spool_dir, "4242-9-abc.spool", spool_line("m1", {"n": 1}))
     forwarder.start()
     lock_file = os.path.join(spool_dir, "forwarder.lock")
@@ -936,6 +888,6 @@ def test_host_forwarder_beats_while_redis_down(make_spooled, spool_dir):
 
     try:
         os.utime(lock_file, (long_ago, long_ago))
-        wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the forwarder that cannot reach Redis")
+        wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the forwarder")
     finally:
         forwarder.stop()

@@ -8,6 +8,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from omnibot.backends import open_queue
 from omnibot.backends.spool_records import PendingPut
@@ -112,6 +113,9 @@ def test_gunicorn_stops_its_spool_forwarder_after_reload(redis_spool_stack, tmp_
     # A SIGHUP reads config/gunicorn.conf.py again, so its module globals start empty.
     stack.web.send_signal(signal.SIGHUP)
     wait_until(lambda: len(re.findall(r"web worker \d+ started", stack.logs())) == 4, timeout=30, message="the reload's new web workers")
+    wait_until(lambda: len(re.findall(r"web worker \d+ stopped", stack.logs())) == 2, timeout=30, message="the old web workers' exit")
+    # Its kept-alive connection went to an old web worker, which closed it.
+    stack.session = requests.Session()
     post_events(stack, 10)
 
     stack.stop()

@@ -891,3 +891,40 @@ def test_host_forwarder_beats(make_spooled, spool_dir, redis_reachable):
         wait_until(lambda: seconds_since_beat(spool_dir) < 60, "a beat of the forwarder")
     finally:
         forwarder.stop()
+
+
+def test_exact_put_over_budget_is_spooled(make_spooled, spool_dir, stream_reader, monkeypatch, caplog):
+    monkeypatch.setattr(redis_queue, "EXACT_FORWARD_BUDGET", 0.0)
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    web = make_spooled()
+
+    try:
+        with caplog.at_level(logging.INFO):
+            first = web.put_unless_claimed({"n": 1}, ["claim-b"], LONG_TTL)
+            retry = web.put_unless_claimed({"n": 2}, ["claim-b"], LONG_TTL, exact=True)
+    finally:
+        lock.release()
+
+    assert retry is not None
+    assert f"spooling message {retry} like any put" in caplog.text
+    assert [delivery.id for delivery in collect(stream_reader, 1)] == [first]
+    assert stream_reader.get(timeout=0.5) is None
+
+
+def test_paused_thread_ignores_its_old_failure(make_spooled, spool_dir, stream_reader, caplog):
+    lock = HostForwarderLock(spool_dir)
+    assert lock.acquire(threading.Event())
+    web = make_spooled()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="omnibot.backends.redis_spool"):
+            web.start()
+            wait_until(lambda: "is paused" in caplog.text, "the web thread pausing")
+        # As if the thread had failed to reach Redis before the forwarder process took over.
+        web._forwarder._current().last_error = BackendUnavailable("Redis was unreachable")
+        message_id = web.put_unless_claimed({"n": 2}, ["claim-c"], LONG_TTL, exact=True)
+    finally:
+        lock.release()
+
+    assert [delivery.id for delivery in collect(stream_reader, 1)] == [message_id]

@@ -116,6 +116,7 @@ _SPOOL_FORWARDER_STOP_TIMEOUT = 15
 
 
 def _start_spool_forwarder(server):
+    from omnibot.backends import redis_spool_in_use
     from omnibot.settings import Settings
 
     try:
@@ -123,8 +124,7 @@ def _start_spool_forwarder(server):
     except ValueError:
         # The workers report the invalid setting.
         return
-    on_redis = (settings.queue_url or "").startswith(("redis://", "rediss://"))
-    if not (on_redis and settings.queue_spool is True):
+    if not redis_spool_in_use(settings.queue_url, settings.queue_spool):
         return
     # Started by the master, so that its lifetime is gunicorn's and not a
     # worker's, and kept on the arbiter, because a SIGHUP reads this file

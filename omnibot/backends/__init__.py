@@ -127,6 +127,14 @@ def open_queue(
     return RedisQueue(create_client(client_url), key_prefix=prefix, **settings)
 
 
+def redis_spool_in_use(url: typing.Optional[str], spool: typing.Optional[bool]) -> bool:
+    """Return True when ``open_queue(url, ..., spool=spool)`` opens a Redis queue whose puts go through spool files.
+
+    That is the queue that ``omnibot spool-forwarder`` serves. An invalid URL gives False.
+    """
+    return spool is True and bool(url) and urllib.parse.urlsplit(url).scheme.lower() in _REDIS_SCHEMES
+
+
 def redis_spool_directory(data_dir: str) -> str:
     """Return the spool directory of a Redis queue with ``QUEUE_SPOOL=1``: ``<data_dir>/queue-spool``, absolute."""
     return os.path.abspath(os.path.join(data_dir, "queue-spool"))

@@ -81,6 +81,8 @@ _HOST_IDLE_POLL = 0.02
 # Seconds after which the threads take over from a forwarder process that
 # has the lock but has not finished a batch or a pass: it is stopped, hung
 # or gets no CPU time. Forwarding twice at once is safe, only slower.
+# NOTE: a forwarder that is only slow keeps its lock, so on a host that
+# stays overloaded the backlog on disk grows as long as the overload lasts.
 _STALE_FORWARDER_AFTER = 30.0
 
 # Seconds between two checks for finished files, which cost a few system calls per file.
@@ -244,10 +246,14 @@ class _ProcessState:
         self.stale_offset_keys: typing.Set[str] = set()
         self.next_cleanup = 0.0
         self.next_offset_refresh = 0.0
-        # True while another process has the host's forwarder lock and forwards for this one.
-        self.delegated = False
-        # What the last test of the lock found: "none", "working" or "stale".
+        # What the last test of the host's forwarder lock found: "none",
+        # "working", "stale" or "unreadable" (the lock file could not be read).
         self.host_forwarder = "none"
+
+    @property
+    def delegated(self) -> bool:
+        """True while a working forwarder process of the host has its lock and forwards for this process."""
+        return self.host_forwarder == "working"
 
 
 class SpoolForwarder:
@@ -391,12 +397,9 @@ class SpoolForwarder:
         backoff = _MIN_BACKOFF
         while True:
             try:
-                with state.lock:
-                    self._forward(state, own_only=True)
-                    # The files that the queue closed before are finished now.
-                    state.next_cleanup = 0.0
-                    self._clean_up_due(state)
-                    state.last_error = None
+                # The files that the queue closed before are finished now.
+                self._forward_and_clean_up(state, own_only=True)
+                state.last_error = None
                 return
             except BackendUnavailable as error:
                 if time.monotonic() + backoff >= deadline:
@@ -481,7 +484,6 @@ class SpoolForwarder:
                     self.directory, error, state.pid,
                 )
             state.host_forwarder = "unreadable"
-            state.delegated = False
             return False
         if not locked:
             found = "none"
@@ -511,7 +513,6 @@ class SpoolForwarder:
                     "no omnibot spool-forwarder process has the lock in %s (it stopped or died); the forwarder thread of process %d is forwarding again",
                     self.directory, state.pid,
                 )
-        state.delegated = found == "working"
         return state.delegated
 
     def run_for_host(self, stopping: threading.Event) -> bool:
@@ -536,10 +537,7 @@ class SpoolForwarder:
         try:
             self._forward_until(state, stopping, lock)
             try:
-                with state.lock:
-                    self._forward(state, own_only=False)
-                    state.next_cleanup = 0.0
-                    self._clean_up_due(state)
+                self._forward_and_clean_up(state, own_only=False)
             except BackendUnavailable as error:
                 logger.error(
                     "stopped forwarding with %s lines still in spool files in %s (%s); the web processes forward them once Redis is reachable",
@@ -582,6 +580,13 @@ class SpoolForwarder:
             stopping.wait(delay)
 
     # -- forwarding -----------------------------------------------------------
+
+    def _forward_and_clean_up(self, state: _ProcessState, own_only: bool) -> None:
+        """Forward once more and delete the finished files now, as at a stop, under ``state.lock``."""
+        with state.lock:
+            self._forward(state, own_only=own_only)
+            state.next_cleanup = 0.0
+            self._clean_up_due(state)
 
     def _forward(self, state: _ProcessState, own_only: bool, deadline: typing.Optional[float] = None) -> int:
         """Forward the new lines of this process's files, or of every file; the caller must have acquired ``state.lock``.

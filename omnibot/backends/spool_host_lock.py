@@ -2,8 +2,8 @@
 
 ``omnibot spool-forwarder`` holds an exclusive flock on
 ``<spool directory>/forwarder.lock`` while it runs. The forwarder thread of
-each web process tests the lock once a second: while another process holds
-it, the thread leaves the forwarding to that process. The kernel releases
+each process that opened the queue tests the lock once a second: while
+another process holds it, the thread leaves the forwarding to that process. The kernel releases
 the lock when its holder exits or dies, so the threads take over within a
 second, and nothing depends on a process cleaning up after itself.
 
@@ -110,7 +110,7 @@ class HostForwarderLock:
         os.utime(self._fd)
 
     def release(self) -> None:
-        """Release the lock; the file stays, so that the web processes find it free."""
+        """Release the lock; the file stays, so that the other processes find it free."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -45,7 +45,7 @@ def add_arguments(parser):
 def run(args):
     configure_logging("text" if sys.stderr.isatty() else "json")
     settings = settings_from_args(args)
-    if not (settings.queue_url or "").startswith(("redis://", "rediss://")) or settings.queue_spool is not True:
+    if not backends.redis_spool_in_use(settings.queue_url, settings.queue_spool):
         print(
             "omnibot spool-forwarder: nothing to forward; it serves a Redis queue with spool files "
             "(QUEUE_URL=redis://... and QUEUE_SPOOL=1), and the SQLite queue imports its spool files in the workers",

@@ -115,3 +115,19 @@ def test_exits_with_its_parent(redis_url, tmp_path):  # noqa: F811 - the fixture
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest.mark.parametrize(
+    "url, spool, expected",
+    [
+        ("redis://127.0.0.1:6379/0", True, True),
+        ("REDISS://127.0.0.1:6379/0?cluster=true", True, True),
+        ("redis://127.0.0.1:6379/0", None, False),
+        ("redis://127.0.0.1:6379/0", False, False),
+        (None, True, False),
+        ("sqlite:///queue.db", True, False),
+        ("not a url", True, False),
+    ],
+)
+def test_redis_spool_in_use(url, spool, expected):
+    assert backends.redis_spool_in_use(url, spool) is expected
